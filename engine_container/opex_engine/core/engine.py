@@ -1,0 +1,708 @@
+"""The pure, deterministic engine: ``apply(entry id, time, message) -> reply, events``.
+
+No I/O, no wall clock, no randomness: time is the input stream entry's time,
+ids derive from a counter in the state. Replaying the same inputs from the same
+state reproduces the same state and the same events, byte for byte.
+
+Every command is validated completely before anything changes, so an invalid
+or refused command leaves the state untouched (its reply is still remembered
+for deduplication).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from typing import Any, Callable
+
+from opex_common import messages as m
+from opex_common.margin import (
+    fee,
+    funding_payment,
+    initial_margin,
+    isolated_is_liquidatable,
+    isolated_trigger_price,
+    maintenance,
+    pnl,
+)
+from opex_common.markets import MarketSpec
+from opex_common.units import BPS_SCALE, FUNDING_SCALE, NOTIONAL_DIV, RATE_SCALE, USD_SCALE
+
+from .state import CLOSED_IDS_KEPT, Account, EngineState, MarketPrices, Trade
+from .triggers import ALWAYS, FALLING, RISING, Key, TriggerIndex
+
+STARTING_BALANCE = 5_000 * USD_SCALE  # $5,000.00
+MAX_PRICE = 10**13  # $1e9 in price units: anything above is a typo or an attack
+MAX_QTY = 10**16  # 1e8 base units
+
+Reply = dict[str, Any]
+Event = dict[str, Any]
+
+# evaluation order inside one tick (deterministic, independent of index layout)
+_PRI_TPSL, _PRI_LIQ = 1, 2
+
+
+class CommandError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _invalid(msg: str) -> CommandError:
+    return CommandError(m.INVALID, msg)
+
+
+def _int_field(msg: dict[str, Any], key: str, lo: int, hi: int, *, optional: bool = False) -> Any:
+    v = msg.get(key)
+    if v is None and optional:
+        return None
+    if type(v) is not int or not lo <= v <= hi:
+        raise _invalid(f"{key} must be an integer from {lo} to {hi}")
+    return v
+
+
+def _str_field(msg: dict[str, Any], key: str, max_len: int = 128) -> str:
+    v = msg.get(key)
+    if type(v) is not str or not 0 < len(v) <= max_len:
+        raise _invalid(f"{key} must be a non-empty string of at most {max_len} characters")
+    return v
+
+
+class Engine:
+    """One shard's state machine."""
+
+    def __init__(
+        self,
+        markets: dict[str, MarketSpec],
+        state: EngineState | None = None,
+        *,
+        shard: int = 0,
+        starting_balance: int = STARTING_BALANCE,
+        price_stale_ms: int = 15_000,
+        dedup_window_ms: int = 3_600_000,
+        brute_force: bool = False,
+    ) -> None:
+        self.markets = markets
+        self.state = state if state is not None else EngineState(shard)
+        self.shard = self.state.shard
+        self.starting_balance = starting_balance
+        self.price_stale_ms = price_stale_ms
+        self.dedup_window_ms = dedup_window_ms
+        self.brute_force = brute_force  # check every trade on every tick (tests compare)
+        self.index = TriggerIndex()
+        self.owners: dict[str, Account] = {}  # open trade id -> account (derived)
+        self.touched: set[str] = set()  # users changed since the runtime last drained it
+        self._events: list[Event] = []
+        self._entry_id = ""
+        self._handlers: dict[str, Callable[[str, dict[str, Any]], Reply]] = {
+            m.CREATE_ACCOUNT: self._create_account,
+            m.OPEN: self._open,
+            m.CLOSE: self._close,
+            m.RESET_ACCOUNT: self._reset_account,
+        }
+        self._namespace = hashlib.blake2b(f"opex-shard-{self.shard}".encode(), digest_size=16).digest()
+        self.rebuild_index()
+
+    # ------------------------------------------------------------------ entry point
+    def apply(self, entry_id: str, now_ms: int, msg: Any) -> tuple[Reply | None, list[Event]]:
+        """Apply one input. Returns the reply (None for price ticks and for
+        entries without a usable id) and the events it produced."""
+        st = self.state
+        if now_ms > st.clock_ms:
+            st.clock_ms = now_ms
+        st.last_id = entry_id
+        self._entry_id = entry_id
+        events: list[Event] = []
+        self._events = events
+        if type(msg) is not dict:
+            return None, events
+        typ = msg.get("type")
+        if typ == m.TICK:
+            try:
+                self._tick(msg)
+            except CommandError:
+                pass  # a bad tick changes nothing; the poller validates and logs
+            return None, events
+        if typ == m.STALE:
+            mk = msg.get("market")
+            px = st.prices.get(mk) if isinstance(mk, str) else None
+            if px is not None:
+                px.stale = True
+            return None, events
+        cid = msg.get("id")
+        if type(cid) is not str or not 0 < len(cid) <= 128:
+            return None, events
+        prior = st.dedup.get(cid)
+        if prior is not None:
+            return prior, []
+        handler = self._handlers.get(typ) if isinstance(typ, str) else None
+        if handler is None:
+            rep = m.reply(cid, m.INVALID, f"unknown command type {typ!r}")
+        else:
+            try:
+                rep = handler(cid, msg)
+            except CommandError as exc:
+                rep = m.reply(cid, exc.code, exc.message)
+        self._remember(cid, rep)
+        return rep, events
+
+    def _remember(self, cid: str, rep: Reply) -> None:
+        st = self.state
+        st.dedup[cid] = rep
+        order = st.dedup_order
+        order.append((st.clock_ms, cid))
+        horizon = st.clock_ms - self.dedup_window_ms
+        while order and order[0][0] < horizon:
+            _, old = order.popleft()
+            st.dedup.pop(old, None)
+
+    # ------------------------------------------------------------------ events
+    def _emit(self, typ: str, user_id: str | None, **fields: Any) -> None:
+        ev = {"id": f"{self.shard}:{self._entry_id}:{len(self._events)}", "type": typ,
+              "ts": self.state.clock_ms, "user_id": user_id}
+        ev.update(fields)
+        self._events.append(ev)
+
+    def _ledger(self, acct: Account, kind: str, amount: int, trade: Trade | None = None) -> None:
+        acct.balance += amount
+        self._emit(m.EV_LEDGER, acct.user_id, kind=kind, amount=amount, balance_after=acct.balance,
+                   trade_id=trade.id if trade else None, market=trade.market if trade else None)
+
+    def _insurance(self, kind: str, amount: int, user_id: str | None) -> None:
+        self.state.insurance += amount
+        self._emit(m.EV_INSURANCE, user_id, kind=kind, amount=amount, fund_after=self.state.insurance)
+
+    # ------------------------------------------------------------------ helpers
+    def _account(self, msg: dict[str, Any]) -> Account:
+        uid = _str_field(msg, "user_id")
+        acct = self.state.accounts.get(uid)
+        if acct is None:
+            raise CommandError(m.NOT_FOUND, "account not found")
+        return acct
+
+    def _live_price(self, market: str) -> MarketPrices:
+        px = self.state.prices.get(market)
+        if px is None or px.mark <= 0:
+            raise CommandError(m.REJECTED, f"no price yet for {market}")
+        if px.stale or self.state.clock_ms - px.updated_ms > self.price_stale_ms:
+            raise CommandError(m.REJECTED, f"price for {market} is stale; market orders are paused")
+        return px
+
+    def _new_trade_id(self) -> str:
+        self.state.seq += 1
+        digest = hashlib.blake2b(self.state.seq.to_bytes(8, "big"), digest_size=16,
+                                 key=self._namespace).digest()
+        return str(uuid.UUID(bytes=digest, version=4))
+
+    def _changed(self, acct: Account) -> None:
+        acct.version += 1
+        self.touched.add(acct.user_id)
+
+    def account_view(self, acct: Account) -> dict[str, Any]:
+        """The read model of one account (what the API and the pusher serve)."""
+        return {
+            "user_id": acct.user_id, "balance": acct.balance, "realized_pnl": acct.realized_pnl,
+            "fees_paid": acct.fees_paid, "funding_paid": acct.funding_paid,
+            "trades": [t.public() for t in acct.trades.values()], "orders": [],
+            "version": acct.version, "updated_ms": self.state.clock_ms,
+        }
+
+    def _upnl(self, t: Trade) -> int:
+        return pnl(t.side, t.qty, t.entry, self.state.prices[t.market].mark)
+
+    # ------------------------------------------------------------------ commands
+    def _create_account(self, cid: str, msg: dict[str, Any]) -> Reply:
+        uid = _str_field(msg, "user_id")
+        st = self.state
+        if uid in st.accounts:
+            return m.reply(cid, m.CONFLICT, "account already exists",
+                           {"account": self.account_view(st.accounts[uid])})
+        acct = Account(uid, 0, self.starting_balance, st.clock_ms)
+        st.accounts[uid] = acct
+        st.deposits += self.starting_balance
+        self._emit(m.EV_ACCOUNT_OPENED, uid, balance=self.starting_balance)
+        self._ledger(acct, "deposit", self.starting_balance)
+        self._changed(acct)
+        return m.reply(cid, m.OK, "Account created", {"account": self.account_view(acct)})
+
+    def _open(self, cid: str, msg: dict[str, Any]) -> Reply:
+        acct = self._account(msg)
+        market = msg.get("market")
+        spec = self.markets.get(market) if isinstance(market, str) else None
+        if spec is None:
+            raise _invalid(f"unknown market {market!r}; known: {', '.join(sorted(self.markets))}")
+        side = m.SIDES.get(msg.get("side"))  # type: ignore[arg-type]
+        if side is None:
+            raise _invalid("side must be 'long' or 'short'")
+        qty = _int_field(msg, "qty", 1, MAX_QTY)
+        if qty % spec.qty_step or qty < spec.min_qty:
+            raise _invalid(f"quantity must be a positive multiple of {spec.qty_step} units "
+                           f"(1e-8 {spec.base}) for {spec.symbol}")
+        lev = _int_field(msg, "leverage", 1, spec.max_leverage)
+        slip = _int_field(msg, "slippage_bps", 0, BPS_SCALE)
+        seen = _int_field(msg, "price", 1, MAX_PRICE)
+        mode = msg.get("margin_mode", m.CROSS)
+        if mode not in m.MARGIN_MODES:
+            raise _invalid("margin_mode must be 'cross' or 'isolated'")
+        tp = _int_field(msg, "take_profit", 1, MAX_PRICE, optional=True)
+        sl = _int_field(msg, "stop_loss", 1, MAX_PRICE, optional=True)
+        for name, v in (("take_profit", tp), ("stop_loss", sl)):
+            if v is not None and v % spec.tick_size:
+                raise _invalid(f"{name} must be a multiple of the tick size {spec.tick_size}")
+        px = self._live_price(spec.symbol)
+        fill = px.ask if side > 0 else px.bid
+        if abs(fill - seen) * BPS_SCALE > slip * seen:
+            raise CommandError(m.REJECTED, f"price moved beyond your slippage: fill would be {fill}, "
+                                           f"you saw {seen}, slippage {slip} bps")
+        if tp is not None and (tp - fill) * side <= 0:
+            raise _invalid("take_profit must be above the entry for a long, below it for a short")
+        if sl is not None and (fill - sl) * side <= 0:
+            raise _invalid("stop_loss must be below the entry for a long, above it for a short")
+        im = initial_margin(qty, fill, lev)
+        fee_amt = fee(qty, fill, spec.taker_fee)
+        if mode == m.ISOLATED and sl is not None:
+            liq = isolated_trigger_price(side, qty, fill, im, spec.maintenance_rate)
+            if (sl - liq) * side <= 0:
+                raise _invalid(f"stop_loss is beyond the liquidation price {liq}")
+        available = acct.balance
+        for t in acct.trades.values():
+            if t.mode == m.CROSS:
+                u = self._upnl(t)
+                if u < 0:
+                    available += u
+        if available < im + fee_amt:
+            raise CommandError(m.REJECTED, f"insufficient balance: this trade needs {im + fee_amt} "
+                                           f"(margin {im} + fee {fee_amt}), available {max(available, 0)}")
+        # --- valid: change state ---------------------------------------------
+        st = self.state
+        trade = Trade(self._new_trade_id(), acct.user_id, spec.symbol, side, qty, fill, lev, 0, mode,
+                      st.clock_ms, fee_amt, 0, tp, sl)
+        acct.trades[trade.id] = trade
+        self.owners[trade.id] = acct
+        self._ledger(acct, "margin_lock", -im, trade)
+        trade.margin = im
+        self._ledger(acct, "fee", -fee_amt, trade)
+        acct.fees_paid += fee_amt
+        st.house_net_payout -= fee_amt
+        self._emit(m.EV_TRADE_OPENED, acct.user_id, trade=trade.public(), fee=fee_amt)
+        self._watch_trade(acct, trade)
+        self._changed(acct)
+        return m.reply(cid, m.OK, "Order placed", {"trade": trade.public(), "fee": fee_amt,
+                                                   "account": self.account_view(acct)})
+
+    def _close(self, cid: str, msg: dict[str, Any]) -> Reply:
+        acct = self._account(msg)
+        tid = _str_field(msg, "trade_id")
+        trade = acct.trades.get(tid)
+        if trade is None:
+            if tid in acct.closed:
+                return m.reply(cid, m.OK, "Trade already closed", {"account": self.account_view(acct)})
+            raise CommandError(m.NOT_FOUND, "trade not found")
+        qty = _int_field(msg, "qty", 1, MAX_QTY, optional=True)
+        spec = self.markets[trade.market]
+        if qty is None:
+            qty = trade.qty
+        elif qty % spec.qty_step:
+            raise _invalid(f"quantity must be a multiple of {spec.qty_step} units for {spec.symbol}")
+        elif qty > trade.qty:
+            raise _invalid(f"quantity {qty} is larger than the trade's {trade.qty}")
+        px = self._live_price(trade.market)
+        fill = px.bid if trade.side > 0 else px.ask
+        closed = self._close_trade(acct, trade, qty, fill, "close", spec.taker_fee)
+        self._changed(acct)
+        msg_text = "Trade closed" if closed["remaining_qty"] == 0 else "Trade partially closed"
+        return m.reply(cid, m.OK, msg_text, {**closed, "account": self.account_view(acct)})
+
+    def _reset_account(self, cid: str, msg: dict[str, Any]) -> Reply:
+        """Operator command: close every trade at the mark without fees and
+        restore the starting balance (the difference is booked as a deposit)."""
+        acct = self._account(msg)
+        for trade in list(acct.trades.values()):
+            mark = self.state.prices[trade.market].mark
+            self._close_trade(acct, trade, trade.qty, mark, "reset", 0)
+        diff = self.starting_balance - acct.balance
+        if diff:
+            self.state.deposits += diff
+            acct.deposits += diff
+            self._ledger(acct, "reset", diff)
+        self._changed(acct)
+        return m.reply(cid, m.OK, "Account reset", {"account": self.account_view(acct)})
+
+    # ------------------------------------------------------------------ settlement
+    def _close_trade(self, acct: Account, trade: Trade, qty: int, price: int, reason: str,
+                     fee_rate: int) -> dict[str, Any]:
+        """Close ``qty`` of ``trade`` at ``price``; settle margin, PnL and fee.
+
+        Liquidations send the fee to the insurance fund, capped at what is
+        left; a loss beyond what backs the trade (its own margin if isolated,
+        the account's equity if cross) is covered by the insurance fund and
+        then the house, so no balance ever goes negative.
+        """
+        st = self.state
+        liquidation = reason == "liquidation"
+        full = qty == trade.qty
+        im_part = trade.margin if full else trade.margin * qty // trade.qty
+        r = pnl(trade.side, qty, trade.entry, price)
+        fee_full = fee(qty, price, fee_rate)
+        if trade.mode == m.ISOLATED:
+            own = im_part + r
+            fee_amt = min(fee_full, max(0, own))
+            need = -own if own < 0 else 0
+        else:
+            after = acct.balance + im_part + r
+            fee_amt = min(fee_full, max(0, after))
+            need = -after if after < 0 else 0
+        trade.margin -= im_part
+        trade.qty -= qty
+        trade.fees += fee_amt
+        if im_part:
+            self._ledger(acct, "margin_release", im_part, trade)
+        if need:
+            self._cover(acct, need, trade, cross=trade.mode == m.CROSS)
+        if r:
+            self._ledger(acct, "realized_pnl", r, trade)
+            st.house_net_payout += r
+            acct.realized_pnl += r
+        if fee_amt:
+            self._ledger(acct, "liquidation_fee" if liquidation else "fee", -fee_amt, trade)
+            acct.fees_paid += fee_amt
+            if liquidation:
+                self._insurance("liquidation_fee", fee_amt, acct.user_id)
+            else:
+                st.house_net_payout -= fee_amt
+        if full:
+            del acct.trades[trade.id]
+            self.owners.pop(trade.id, None)
+            self._unwatch_trade(trade)
+            closed = acct.closed
+            closed[trade.id] = st.clock_ms
+            if len(closed) > CLOSED_IDS_KEPT:
+                del closed[next(iter(closed))]
+        elif trade.mode == m.ISOLATED:
+            self._watch_trade(acct, trade)
+        result = {"trade": trade.public(), "close_price": price, "closed_qty": qty, "pnl": r,
+                  "fee": fee_amt, "reason": reason, "liquidated": liquidation,
+                  "remaining_qty": trade.qty, "bankruptcy_cover": need}
+        self._emit(m.EV_TRADE_CLOSED, acct.user_id, **result)
+        if trade.mode == m.CROSS:
+            self._watch_account(acct)
+        return result
+
+    def _cover(self, acct: Account, need: int, trade: Trade, *, cross: bool) -> None:
+        """Credit ``need`` to the balance so that it does not go negative:
+        from the account's other cross margins (cross only), then the
+        insurance fund, then the house."""
+        st = self.state
+        if cross:
+            for other in acct.trades.values():
+                if need == 0:
+                    break
+                if other is trade or other.mode != m.CROSS or other.margin == 0:
+                    continue
+                take = min(other.margin, need)
+                other.margin -= take
+                self._ledger(acct, "margin_release", take, other)
+                need -= take
+        if need and st.insurance:
+            take = min(st.insurance, need)
+            self._insurance("bankruptcy_cover", -take, acct.user_id)
+            self._ledger(acct, "bankruptcy_cover", take, trade)
+            need -= take
+        if need:
+            st.house_net_payout += need
+            self._ledger(acct, "bankruptcy_cover", need, trade)
+
+    # ------------------------------------------------------------------ prices
+    def _tick(self, msg: dict[str, Any]) -> None:
+        market = msg.get("market")
+        spec = self.markets.get(market) if isinstance(market, str) else None
+        if spec is None:
+            raise _invalid("unknown market")
+        bid = _int_field(msg, "bid", 1, MAX_PRICE)
+        ask = _int_field(msg, "ask", 1, MAX_PRICE)
+        mark = _int_field(msg, "mark", 1, MAX_PRICE)
+        index = _int_field(msg, "index", 0, MAX_PRICE, optional=True) or mark
+        rate = _int_field(msg, "funding_rate", -FUNDING_SCALE, FUNDING_SCALE, optional=True) or 0
+        next_funding = _int_field(msg, "next_funding_ms", 0, 2**53, optional=True) or 0
+        if bid > ask:
+            raise _invalid("crossed book: bid above ask")
+        st = self.state
+        px = st.prices.get(spec.symbol)
+        if px is None:
+            px = st.prices[spec.symbol] = MarketPrices()
+        px.bid, px.ask, px.mark, px.index = bid, ask, mark, index
+        px.funding_rate, px.next_funding_ms = rate, next_funding
+        px.updated_ms = st.clock_ms
+        px.stale = False
+        interval = spec.funding_interval_ms
+        if px.funding_due_ms == 0:
+            px.funding_due_ms = (st.clock_ms // interval + 1) * interval
+        elif st.clock_ms >= px.funding_due_ms:
+            self._apply_funding(spec, px)
+            px.funding_due_ms = (st.clock_ms // interval + 1) * interval
+        self._evaluate_triggers(spec.symbol, mark)
+
+    def _apply_funding(self, spec: MarketSpec, px: MarketPrices) -> None:
+        """Each open trade in the market pays (or receives) s x q x M x F."""
+        if px.funding_rate == 0:
+            return
+        st = self.state
+        for uid in sorted(st.accounts):
+            acct = st.accounts[uid]
+            touched = False
+            for trade in list(acct.trades.values()):
+                if trade.market != spec.symbol:
+                    continue
+                pay = funding_payment(trade.side, trade.qty, px.mark, px.funding_rate, FUNDING_SCALE)
+                if pay == 0:
+                    continue
+                touched = True
+                trade.funding += pay
+                acct.funding_paid += pay
+                if pay < 0:  # receives: from the house to the balance
+                    st.house_net_payout += -pay
+                    self._ledger(acct, "funding", -pay, trade)
+                elif trade.mode == m.ISOLATED:  # pays from its own margin
+                    take = min(pay, trade.margin)
+                    trade.margin -= take
+                    st.house_net_payout -= take
+                    self._emit(m.EV_MARGIN_DEBIT, uid, kind="funding", amount=-take, margin_after=trade.margin,
+                               trade_id=trade.id, market=trade.market)
+                    if pay > take:  # margin exhausted: the rest is a bankrupt loss
+                        self._insurance_or_house(pay - take, uid)
+                    self._watch_trade(acct, trade)
+                else:  # cross pays from the balance, then the account's margins
+                    take = min(pay, acct.balance)
+                    if take:
+                        self._ledger(acct, "funding", -take, trade)
+                        st.house_net_payout -= take
+                    rest = pay - take
+                    if rest:
+                        for other in acct.trades.values():
+                            if rest == 0:
+                                break
+                            if other.mode != m.CROSS or other.margin == 0:
+                                continue
+                            t2 = min(other.margin, rest)
+                            other.margin -= t2
+                            st.house_net_payout -= t2
+                            self._emit(m.EV_MARGIN_DEBIT, uid, kind="funding", amount=-t2,
+                                       margin_after=other.margin, trade_id=other.id, market=other.market)
+                            rest -= t2
+                        if rest:
+                            self._insurance_or_house(rest, uid)
+            if touched:
+                self._watch_account(acct)
+                self._changed(acct)
+
+    def _insurance_or_house(self, amount: int, user_id: str) -> None:
+        """A payment owed to the house that the trader cannot make: the
+        insurance fund pays what it can; the house forgoes the rest."""
+        st = self.state
+        take = min(st.insurance, amount)
+        if take:
+            self._insurance("bankruptcy_cover", -take, user_id)
+            st.house_net_payout -= take
+        # the remainder (amount - take) is simply never collected by the house
+
+    # ------------------------------------------------------------------ triggers
+    def _watch_trade(self, acct: Account, trade: Trade) -> None:
+        spec = self.markets[trade.market]
+        if trade.mode == m.ISOLATED:
+            level = isolated_trigger_price(trade.side, trade.qty, trade.entry, trade.margin,
+                                           spec.maintenance_rate)
+            direction = FALLING if trade.side > 0 else RISING
+            self.index.set(("iso", trade.id), ((trade.market, direction, level),))
+        else:
+            self._watch_account(acct)
+        self._watch_tpsl(trade)
+
+    def _watch_tpsl(self, trade: Trade) -> None:
+        # take-profit of a long and stop-loss of a short fire on a rising mark
+        if trade.tp is not None:
+            d = RISING if trade.side > 0 else FALLING
+            self.index.set(("tp", trade.id), ((trade.market, d, trade.tp),))
+        else:
+            self.index.remove(("tp", trade.id))
+        if trade.sl is not None:
+            d = FALLING if trade.side > 0 else RISING
+            self.index.set(("sl", trade.id), ((trade.market, d, trade.sl),))
+        else:
+            self.index.remove(("sl", trade.id))
+
+    def _unwatch_trade(self, trade: Trade) -> None:
+        self.index.remove(("iso", trade.id))
+        self.index.remove(("tp", trade.id))
+        self.index.remove(("sl", trade.id))
+
+    def _cross_health(self, acct: Account) -> tuple[int, int, int]:
+        """(equity, maintenance, number of cross trades) at current marks."""
+        eq = acct.balance
+        mm = 0
+        n = 0
+        prices = self.state.prices
+        for t in acct.trades.values():
+            if t.mode != m.CROSS:
+                continue
+            mark = prices[t.market].mark
+            eq += t.margin + pnl(t.side, t.qty, t.entry, mark)
+            mm += maintenance(t.qty, mark, self.markets[t.market].maintenance_rate)
+            n += 1
+        return eq, mm, n
+
+    def _watch_account(self, acct: Account) -> None:
+        """Register the cross account's safe band: the buffer (equity minus
+        maintenance) is split between its markets; while every market's mark
+        stays inside its share the account cannot become liquidatable, so it
+        is looked at only when one of them leaves it."""
+        key = ("acct", acct.user_id)
+        prices = self.state.prices
+        slopes: dict[str, int] = {}
+        eq = acct.balance
+        mm = 0
+        n = 0
+        for t in acct.trades.values():
+            if t.mode != m.CROSS:
+                continue
+            mark = prices[t.market].mark
+            mmr = self.markets[t.market].maintenance_rate
+            eq += t.margin + pnl(t.side, t.qty, t.entry, mark)
+            mm += maintenance(t.qty, mark, mmr)
+            # d(equity - maintenance)/d(mark), scaled by RATE_SCALE * NOTIONAL_DIV
+            slopes[t.market] = slopes.get(t.market, 0) + t.qty * (t.side * RATE_SCALE - mmr)
+            n += 1
+        if n == 0:
+            self.index.remove(key)
+            return
+        buffer = eq - mm - 2 * n  # rounding slack: each uPnL floors, each MM ceils
+        if buffer <= 0:
+            self.index.set(key, tuple((mk, FALLING, ALWAYS) for mk in sorted(slopes)))
+            return
+        share = buffer // len(slopes)
+        levels = []
+        for mk in sorted(slopes):
+            g = slopes[mk]
+            if g == 0:
+                continue
+            move = share * RATE_SCALE * NOTIONAL_DIV // abs(g)
+            mark = prices[mk].mark
+            if g > 0:
+                levels.append((mk, FALLING, mark - move))
+            else:
+                levels.append((mk, RISING, mark + move))
+        self.index.set(key, tuple(levels))
+
+    def _evaluate_triggers(self, market: str, mark: int) -> None:
+        st = self.state
+        keys: set[Key] = set()
+        if self.brute_force:
+            keys = self._all_trigger_keys(market)
+        else:
+            self.index.pop_crossed(market, mark, keys)
+        if not keys:
+            return
+        # TP/SL first, then liquidations; each group in id order.
+        ordered = sorted(keys, key=lambda k: (_PRI_TPSL if k[0] in ("tp", "sl") else _PRI_LIQ, k[0], k[1]))
+        owners: dict[str, Account] = {}
+        for kind, ident in ordered:
+            if kind in ("tp", "sl"):
+                acct = self._owner_of(ident)
+                trade = acct.trades.get(ident) if acct else None
+                if trade is None or acct is None:
+                    continue
+                level = trade.tp if kind == "tp" else trade.sl
+                px = st.prices[trade.market]
+                rising = (trade.side > 0) == (kind == "tp")  # TP of a long, SL of a short
+                hit = level is not None and (px.mark >= level if rising else px.mark <= level)
+                if not hit:
+                    self._watch_tpsl(trade)
+                    continue
+                fill = px.bid if trade.side > 0 else px.ask
+                reason = "take_profit" if kind == "tp" else "stop_loss"
+                self._close_trade(acct, trade, trade.qty, fill, reason, self.markets[trade.market].taker_fee)
+                self._changed(acct)
+                if any(t.mode == m.CROSS for t in acct.trades.values()):
+                    owners[acct.user_id] = acct
+            elif kind == "iso":
+                acct = self._owner_of(ident)
+                trade = acct.trades.get(ident) if acct else None
+                if trade is None or acct is None:
+                    continue
+                spec = self.markets[trade.market]
+                mk = st.prices[trade.market].mark
+                if isolated_is_liquidatable(trade.side, trade.qty, trade.entry, trade.margin, mk,
+                                            spec.maintenance_rate):
+                    self._close_trade(acct, trade, trade.qty, mk, "liquidation", spec.liquidation_fee)
+                    self._changed(acct)
+                else:
+                    self._watch_trade(acct, trade)
+            else:  # "acct"
+                acct = st.accounts.get(ident)
+                if acct is not None:
+                    owners[ident] = acct
+        for uid in sorted(owners):
+            self._liquidate_cross(owners[uid])
+
+    def _liquidate_cross(self, acct: Account) -> None:
+        """While the account's equity is at or below its maintenance
+        requirement, close its cross trade with the largest loss at the mark."""
+        changed = False
+        while True:
+            eq, mm, n = self._cross_health(acct)
+            if n == 0 or eq > mm:
+                break
+            worst: Trade | None = None
+            worst_u = 0
+            for t in acct.trades.values():
+                if t.mode != m.CROSS:
+                    continue
+                u = self._upnl(t)
+                if worst is None or u < worst_u:
+                    worst, worst_u = t, u
+            assert worst is not None
+            spec = self.markets[worst.market]
+            self._close_trade(acct, worst, worst.qty, self.state.prices[worst.market].mark,
+                              "liquidation", spec.liquidation_fee)
+            changed = True
+        if changed:
+            self._changed(acct)
+        self._watch_account(acct)
+
+    def _owner_of(self, trade_id: str) -> Account | None:
+        return self.owners.get(trade_id)
+
+    def _all_trigger_keys(self, market: str) -> set[Key]:
+        keys: set[Key] = set()
+        for acct in self.state.accounts.values():
+            has_cross = False
+            for t in acct.trades.values():
+                if t.mode == m.CROSS:
+                    has_cross = True
+                if t.market != market:
+                    continue
+                if t.mode == m.ISOLATED:
+                    keys.add(("iso", t.id))
+                if t.tp is not None:
+                    keys.add(("tp", t.id))
+                if t.sl is not None:
+                    keys.add(("sl", t.id))
+            if has_cross:
+                keys.add(("acct", acct.user_id))
+        return keys
+
+    # ------------------------------------------------------------------ index
+    def rebuild_index(self) -> None:
+        """Derive the trigger index from the state (after a snapshot load)."""
+        self.index = TriggerIndex()
+        self.owners = {}
+        for uid in sorted(self.state.accounts):
+            acct = self.state.accounts[uid]
+            for t in acct.trades.values():
+                self.owners[t.id] = acct
+                if t.mode == m.ISOLATED:
+                    self._watch_trade(acct, t)
+                else:
+                    self._watch_tpsl(t)
+            self._watch_account(acct)
+

@@ -1,0 +1,202 @@
+"""The engine's state: accounts, trades, last prices, insurance fund, dedup log.
+
+Plain objects with ``__slots__`` (the hot path allocates them); every amount is
+an int in the units of ``opex_common.units``. ``to_snapshot``/``from_snapshot``
+give a canonical, versioned, JSON-able form: two states are equal exactly when
+their canonical bytes are equal.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Any
+
+SNAPSHOT_VERSION = 1
+CLOSED_IDS_KEPT = 1000  # per account: lets "close" answer "already closed"
+
+
+class Trade:
+    __slots__ = (
+        "id", "user_id", "market", "side", "qty", "entry", "leverage", "margin",
+        "mode", "opened_ms", "fees", "funding", "tp", "sl",
+    )
+
+    def __init__(
+        self, id: str, user_id: str, market: str, side: int, qty: int, entry: int, leverage: int,
+        margin: int, mode: str, opened_ms: int, fees: int = 0, funding: int = 0,
+        tp: int | None = None, sl: int | None = None,
+    ) -> None:
+        self.id = id
+        self.user_id = user_id
+        self.market = market
+        self.side = side  # +1 long, -1 short
+        self.qty = qty  # 1e-8 base units
+        self.entry = entry  # price units
+        self.leverage = leverage
+        self.margin = margin  # locked initial margin, USD units
+        self.mode = mode  # "cross" | "isolated"
+        self.opened_ms = opened_ms
+        self.fees = fees  # fees paid on this trade so far
+        self.funding = funding  # funding paid (+) / received (-) so far
+        self.tp = tp  # take-profit trigger (mark), price units
+        self.sl = sl  # stop-loss trigger (mark), price units
+
+    def to_list(self) -> list[Any]:
+        return [self.id, self.user_id, self.market, self.side, self.qty, self.entry, self.leverage,
+                self.margin, self.mode, self.opened_ms, self.fees, self.funding, self.tp, self.sl]
+
+    @classmethod
+    def from_list(cls, v: list[Any]) -> Trade:
+        return cls(*v)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "market": self.market, "side": self.side, "qty": self.qty,
+            "entry": self.entry, "leverage": self.leverage, "margin": self.margin,
+            "margin_mode": self.mode, "fees": self.fees, "funding": self.funding,
+            "take_profit": self.tp, "stop_loss": self.sl, "opened_ms": self.opened_ms,
+        }
+
+
+class Account:
+    __slots__ = ("user_id", "balance", "deposits", "trades", "closed", "realized_pnl",
+                 "fees_paid", "funding_paid", "created_ms", "version")
+
+    def __init__(self, user_id: str, balance: int, deposits: int, created_ms: int) -> None:
+        self.user_id = user_id
+        self.balance = balance  # free cash, USD units; never negative
+        self.deposits = deposits  # everything ever credited from outside
+        self.trades: dict[str, Trade] = {}  # open trades in the order opened
+        self.closed: dict[str, int] = {}  # recently closed trade id -> closed at (ms)
+        self.realized_pnl = 0
+        self.fees_paid = 0
+        self.funding_paid = 0
+        self.created_ms = created_ms
+        self.version = 0  # bumped on every change; read models carry it
+
+    def to_list(self) -> list[Any]:
+        return [self.user_id, self.balance, self.deposits, self.realized_pnl, self.fees_paid,
+                self.funding_paid, self.created_ms, self.version,
+                [t.to_list() for t in self.trades.values()], list(self.closed.items())]
+
+    @classmethod
+    def from_list(cls, v: list[Any]) -> Account:
+        a = cls(v[0], v[1], v[2], v[6])
+        a.realized_pnl, a.fees_paid, a.funding_paid, a.version = v[3], v[4], v[5], v[7]
+        for tl in v[8]:
+            t = Trade.from_list(tl)
+            a.trades[t.id] = t
+        a.closed = {k: ts for k, ts in v[9]}
+        return a
+
+
+class MarketPrices:
+    __slots__ = ("bid", "ask", "mark", "index", "funding_rate", "next_funding_ms",
+                 "updated_ms", "stale", "funding_due_ms")
+
+    def __init__(self) -> None:
+        self.bid = 0
+        self.ask = 0
+        self.mark = 0
+        self.index = 0
+        self.funding_rate = 0  # 1e-9
+        self.next_funding_ms = 0  # as reported by the source
+        self.updated_ms = 0  # engine clock at the last tick
+        self.stale = False  # set by an explicit "stale" notice from the poller
+        self.funding_due_ms = 0  # engine clock at which the next funding applies
+
+    def to_list(self) -> list[Any]:
+        return [self.bid, self.ask, self.mark, self.index, self.funding_rate,
+                self.next_funding_ms, self.updated_ms, self.stale, self.funding_due_ms]
+
+    @classmethod
+    def from_list(cls, v: list[Any]) -> MarketPrices:
+        p = cls()
+        (p.bid, p.ask, p.mark, p.index, p.funding_rate, p.next_funding_ms, p.updated_ms,
+         p.stale, p.funding_due_ms) = v
+        return p
+
+
+class EngineState:
+    def __init__(self, shard: int = 0) -> None:
+        self.shard = shard
+        self.accounts: dict[str, Account] = {}
+        self.prices: dict[str, MarketPrices] = {}
+        self.insurance = 0  # insurance fund, USD units
+        # Net money the house has paid into accounts: traders' realized PnL and
+        # funding received, less fees and funding paid, plus bankruptcies it
+        # absorbed. Conservation (trading-rules.md):
+        #   deposits + house_net_payout == balances + margins + reserved + insurance
+        self.house_net_payout = 0
+        self.deposits = 0
+        self.seq = 0  # id counter for trades
+        self.clock_ms = 0  # engine time: the largest stream-entry time applied
+        self.last_id = "0-0"  # last input stream id applied
+        self.dedup: dict[str, dict[str, Any]] = {}  # command id -> original reply
+        self.dedup_order: deque[tuple[int, str]] = deque()  # (applied at ms, command id)
+
+    # -- canonical form ---------------------------------------------------------
+    def to_snapshot(self) -> dict[str, Any]:
+        return {
+            "v": SNAPSHOT_VERSION,
+            "shard": self.shard,
+            "clock_ms": self.clock_ms,
+            "last_id": self.last_id,
+            "seq": self.seq,
+            "insurance": self.insurance,
+            "house_net_payout": self.house_net_payout,
+            "deposits": self.deposits,
+            "prices": {m: p.to_list() for m, p in sorted(self.prices.items())},
+            "accounts": [a.to_list() for _, a in sorted(self.accounts.items())],
+            "dedup": [[ts, cid, self.dedup[cid]] for ts, cid in self.dedup_order],
+        }
+
+    @classmethod
+    def from_snapshot(cls, snap: dict[str, Any]) -> EngineState:
+        if not isinstance(snap, dict) or snap.get("v") != SNAPSHOT_VERSION:
+            raise ValueError(f"snapshot version {snap.get('v') if isinstance(snap, dict) else None!r} "
+                             f"is not {SNAPSHOT_VERSION}")
+        s = cls(int(snap["shard"]))
+        s.clock_ms = snap["clock_ms"]
+        s.last_id = snap["last_id"]
+        s.seq = snap["seq"]
+        s.insurance = snap["insurance"]
+        s.house_net_payout = snap["house_net_payout"]
+        s.deposits = snap["deposits"]
+        s.prices = {m: MarketPrices.from_list(v) for m, v in snap["prices"].items()}
+        for av in snap["accounts"]:
+            a = Account.from_list(av)
+            s.accounts[a.user_id] = a
+        for ts, cid, rep in snap["dedup"]:
+            s.dedup[cid] = rep
+            s.dedup_order.append((ts, cid))
+        return s
+
+    # -- invariants -------------------------------------------------------------
+    def totals(self) -> dict[str, int]:
+        balances = margins = 0
+        for a in self.accounts.values():
+            balances += a.balance
+            for t in a.trades.values():
+                margins += t.margin
+        return {"balances": balances, "margins": margins, "reserved": 0,
+                "insurance": self.insurance, "deposits": self.deposits,
+                "house_net_payout": self.house_net_payout}
+
+    def check_invariants(self) -> list[str]:
+        """Problems found (empty when sound): negatives and conservation."""
+        problems: list[str] = []
+        if self.insurance < 0:
+            problems.append(f"insurance fund negative: {self.insurance}")
+        for a in self.accounts.values():
+            if a.balance < 0:
+                problems.append(f"account {a.user_id} balance negative: {a.balance}")
+            for t in a.trades.values():
+                if t.margin < 0 or t.qty <= 0:
+                    problems.append(f"trade {t.id} margin {t.margin} qty {t.qty}")
+        t = self.totals()
+        held = t["balances"] + t["margins"] + t["reserved"] + t["insurance"]
+        if t["deposits"] + t["house_net_payout"] != held:
+            problems.append(
+                f"conservation: deposits {t['deposits']} + house {t['house_net_payout']} != held {held}")
+        return problems

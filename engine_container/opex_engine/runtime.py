@@ -1,0 +1,355 @@
+"""The I/O shell around one engine shard.
+
+Loop: XREADGROUP a batch from the shard's input stream -> apply each entry to
+the pure engine -> one pipeline that writes read models, replies, events,
+live account updates and the XACK. No database call ever runs inside the loop.
+
+Boot: load the newest valid snapshot from MongoDB, point the consumer group at
+the snapshot's last id (XGROUP SETID) and let the loop replay everything after
+it; replies and events of replayed entries are re-sent with the same ids, and
+their consumers deduplicate by id.
+
+Snapshots: every SNAPSHOT_INTERVAL_S the process forks; the child has a
+consistent copy-on-write image of the state, serializes it and writes it to
+MongoDB while the parent keeps trading (the stall is the fork itself). When
+the child reports success the stream is trimmed below the oldest snapshot
+kept. On SIGTERM the loop finishes its batch and snapshots in-process.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import signal
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import redis as redis_lib
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+
+from opex_common import messages as m
+from opex_common.keys import Keys
+from opex_common.logs import RateLimitedLog
+from opex_common.settings import Settings
+
+from .core.engine import Engine
+from .core.state import EngineState
+from .snapshots import SnapshotStore, encode_state, safe_prune
+
+log = logging.getLogger("opex.engine")
+
+REPLY_TTL_S = 60
+STATUS_TTL_S = 30
+CONSUMER = "engine"
+GROUP = Keys.ENGINE_GROUP
+
+
+@dataclass
+class _Snapshotting:
+    pid: int
+    fd: int
+    last_id: str
+    started: float
+
+
+@dataclass
+class Stats:
+    applied: int = 0
+    batches: int = 0
+    malformed: int = 0
+    snapshots: int = 0
+    snapshot_failures: int = 0
+    last_fork_ms: float = 0.0
+    max_fork_ms: float = 0.0
+    boot_replayed: int = 0
+    boot_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class EngineRuntime:
+    def __init__(self, settings: Settings, shard: int, *, snapshots: bool = True) -> None:
+        if not 0 <= shard < settings.engine_shards:
+            raise ValueError(f"shard {shard} is outside 0..{settings.engine_shards - 1}")
+        self.settings = settings
+        self.shard = shard
+        self.keys = settings.keys
+        self.stream = self.keys.input_stream(shard)
+        self.events_stream = self.keys.event_stream(shard)
+        self.redis = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        self.snapshots_enabled = snapshots and bool(settings.mongo_url)
+        self.engine: Engine
+        self.stats = Stats()
+        self._stop = False
+        self._ready = False
+        self._child: _Snapshotting | None = None
+        self._last_snapshot_at = time.monotonic()
+        self._last_status_at = 0.0
+        self._bad = RateLimitedLog(log)
+
+    # ------------------------------------------------------------------ boot
+    def boot(self) -> None:
+        t0 = time.monotonic()
+        state: EngineState | None = None
+        if self.snapshots_enabled:
+            store = SnapshotStore(self.settings.mongo_url, self.settings.mongo_db, self.settings.key_prefix)
+            try:
+                loaded = store.load_latest(self.shard)
+            finally:
+                store.close()  # never carry a pymongo client across fork()
+            if loaded is not None:
+                state, info = loaded
+                log.info("snapshot loaded", extra={"shard": self.shard, "snapshot": info.snap_id,
+                                                   "last_id": info.last_id, "bytes": info.size})
+            else:
+                log.warning("no usable snapshot; rebuilding from the whole stream", extra={"shard": self.shard})
+        if state is None:
+            state = EngineState(self.shard)
+        self.engine = Engine(
+            self.settings.markets, state, shard=self.shard,
+            price_stale_ms=self.settings.price_stale_ms, dedup_window_ms=self.settings.dedup_window_ms,
+        )
+        try:
+            self.redis.xgroup_create(self.stream, GROUP, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+        # Re-deliver everything after the snapshot (the state lost anything later).
+        self.redis.xgroup_setid(self.stream, GROUP, id=state.last_id)
+        self._boot_started = t0
+        self._status("replaying")
+
+    # ------------------------------------------------------------------ main loop
+    def request_stop(self, *_: Any) -> None:
+        self._stop = True
+
+    def run(self) -> None:
+        backoff = 0.1
+        while not self._stop:
+            try:
+                self._step()
+                backoff = 0.1
+            except (RedisConnectionError, TimeoutError, OSError) as exc:
+                log.error("redis unavailable; retrying", extra={"shard": self.shard, "error": str(exc),
+                                                               "retry_in_s": backoff})
+                time.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+        self.shutdown()
+
+    def _step(self) -> None:
+        batch = self.settings.engine_batch
+        resp = self.redis.xreadgroup(GROUP, CONSUMER, {self.stream: ">"}, count=batch,
+                                     block=self.settings.engine_block_ms)
+        entries = resp[0][1] if resp else []
+        if entries:
+            self.process(entries)
+        if not self._ready and len(entries) < batch:
+            self._ready = True
+            self.stats.boot_seconds = time.monotonic() - self._boot_started
+            log.info("engine ready", extra={"shard": self.shard, "replayed": self.stats.boot_replayed,
+                                           "boot_seconds": round(self.stats.boot_seconds, 3),
+                                           "accounts": len(self.engine.state.accounts)})
+            self._status("ready")
+        elif not self._ready:
+            self.stats.boot_replayed += len(entries)
+        self._housekeeping()
+
+    def process(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        """Apply a batch and publish its results in one pipeline."""
+        engine = self.engine
+        apply = engine.apply
+        loads = orjson.loads
+        replies: list[tuple[str, bytes]] = []
+        events: list[dict[str, Any]] = []
+        ids: list[bytes] = []
+        for raw_id, fields in entries:
+            entry_id = raw_id.decode()
+            ids.append(raw_id)
+            now_ms = int(entry_id.split("-", 1)[0])
+            raw = fields.get(b"d")
+            try:
+                msg = loads(raw) if raw is not None else None
+            except orjson.JSONDecodeError:
+                msg = None
+            if type(msg) is not dict:
+                self.stats.malformed += 1
+                self._bad.warning("malformed", "malformed stream entry skipped",
+                                  shard=self.shard, entry_id=entry_id)
+            rep, evs = apply(entry_id, now_ms, msg)
+            if rep is not None:
+                replies.append((rep["id"], orjson.dumps(rep)))
+            if evs:
+                events.extend(evs)
+        self.stats.applied += len(entries)
+        self.stats.batches += 1
+        self._publish(replies, events, ids)
+
+    def _publish(self, replies: list[tuple[str, bytes]], events: list[dict[str, Any]], ids: list[bytes]) -> None:
+        engine = self.engine
+        keys = self.keys
+        pipe = self.redis.pipeline(transaction=False)
+        touched = engine.touched
+        if touched:
+            by_user: dict[str, list[dict[str, Any]]] = {}
+            for ev in events:
+                uid = ev.get("user_id")
+                if uid is not None and uid in touched:
+                    by_user.setdefault(uid, []).append(ev)
+            channel = keys.accounts_channel()
+            accounts = engine.state.accounts
+            for uid in touched:
+                acct = accounts.get(uid)
+                if acct is None:
+                    continue
+                view = engine.account_view(acct)
+                pipe.set(keys.account(uid), orjson.dumps(view))
+                pipe.publish(channel, orjson.dumps({"user_id": uid, "account": view,
+                                                    "events": by_user.get(uid, [])}))
+            engine.touched = set()
+        # read models first, then replies: a client that got its reply reads its new state
+        for cid, body in replies:
+            rk = keys.reply(cid)
+            pipe.lpush(rk, body)
+            pipe.expire(rk, REPLY_TTL_S)
+        if events:
+            pipe.xadd(self.events_stream, {m.FIELD: orjson.dumps(events)})
+        pipe.xack(self.stream, GROUP, *ids)
+        pipe.execute()
+
+    # ------------------------------------------------------------------ housekeeping
+    def _housekeeping(self) -> None:
+        now = time.monotonic()
+        if self._child is not None:
+            self._poll_snapshot(block=False)
+        elif (self.snapshots_enabled and self._ready
+              and now - self._last_snapshot_at >= self.settings.snapshot_interval_s):
+            self._fork_snapshot()
+        if now - self._last_status_at >= 1.0:
+            self._status("ready" if self._ready else "replaying")
+
+    def _status(self, state: str) -> None:
+        self._last_status_at = time.monotonic()
+        st = self.engine.state
+        body = {
+            "state": state, "pid": os.getpid(), "shard": self.shard, "last_id": st.last_id,
+            "accounts": len(st.accounts), "applied": self.stats.applied, "ts": int(time.time() * 1000),
+            "snapshots": self.stats.snapshots, "snapshot_failures": self.stats.snapshot_failures,
+            "max_fork_ms": round(self.stats.max_fork_ms, 3), "boot_seconds": round(self.stats.boot_seconds, 3),
+            "insurance": st.insurance,
+        }
+        try:
+            self.redis.set(self.keys.engine_status(self.shard), orjson.dumps(body), ex=STATUS_TTL_S)
+        except RedisError:
+            pass
+
+    def _fork_snapshot(self) -> None:
+        self._last_snapshot_at = time.monotonic()
+        last_id = self.engine.state.last_id
+        rfd, wfd = os.pipe()
+        t0 = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:  # child: a frozen copy of the state
+            code = 0
+            try:
+                os.close(rfd)
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                self._write_snapshot()
+                os.write(wfd, b"ok")
+            except BaseException as exc:  # noqa: BLE001 - report anything to the parent
+                os.write(wfd, f"error {exc.__class__.__name__}: {exc}".encode()[:500])
+                code = 1
+            finally:
+                os._exit(code)
+        fork_ms = (time.perf_counter() - t0) * 1000
+        self.stats.last_fork_ms = fork_ms
+        self.stats.max_fork_ms = max(self.stats.max_fork_ms, fork_ms)
+        os.close(wfd)
+        self._child = _Snapshotting(pid, rfd, last_id, time.monotonic())
+
+    def _write_snapshot(self) -> str | None:
+        """Serialize and store the current state; return the id the stream may
+        be trimmed below (None: do not trim)."""
+        payload = encode_state(self.engine.state)
+        store = SnapshotStore(self.settings.mongo_url, self.settings.mongo_db, self.settings.key_prefix)
+        try:
+            store.save(self.shard, self.engine.state.last_id, payload)
+            return safe_prune(store, self.shard)
+        finally:
+            store.close()
+
+    def _poll_snapshot(self, block: bool) -> None:
+        child = self._child
+        assert child is not None
+        if not block:
+            ready, _, _ = select.select([child.fd], [], [], 0)
+            if not ready:
+                return
+        data = b""
+        while True:
+            chunk = os.read(child.fd, 1024)
+            if not chunk:
+                break
+            data += chunk
+        os.close(child.fd)
+        os.waitpid(child.pid, 0)
+        self._child = None
+        if data == b"ok":
+            self.stats.snapshots += 1
+            self._trim_after_snapshot()
+        else:
+            self.stats.snapshot_failures += 1
+            log.error("snapshot failed; trading continues, will retry",
+                      extra={"shard": self.shard, "error": data.decode(errors="replace")})
+
+    def _trim_after_snapshot(self) -> None:
+        """Trim the input stream below the oldest snapshot we still keep."""
+        try:
+            store = SnapshotStore(self.settings.mongo_url, self.settings.mongo_db, self.settings.key_prefix)
+            try:
+                oldest = store.prune(self.shard)
+            finally:
+                store.close()
+        except Exception as exc:  # noqa: BLE001 - trimming is an optimisation; never trim on doubt
+            log.warning("not trimming the stream: snapshot store unavailable", extra={"error": str(exc)})
+            return
+        if oldest:
+            self.redis.xtrim(self.stream, minid=oldest, approximate=False)
+
+    def snapshot_now(self) -> bool:
+        """Synchronous snapshot (shutdown). Returns success."""
+        if self._child is not None:
+            self._poll_snapshot(block=True)
+        try:
+            oldest = self._write_snapshot()
+        except Exception as exc:  # noqa: BLE001
+            self.stats.snapshot_failures += 1
+            log.error("final snapshot failed", extra={"shard": self.shard, "error": str(exc)})
+            return False
+        self.stats.snapshots += 1
+        if oldest:
+            try:
+                self.redis.xtrim(self.stream, minid=oldest, approximate=False)
+            except RedisError:
+                pass
+        return True
+
+    def shutdown(self) -> None:
+        log.info("engine stopping", extra={"shard": self.shard, "last_id": self.engine.state.last_id})
+        if self.snapshots_enabled and self._ready:
+            self.snapshot_now()
+        elif self._child is not None:
+            self._poll_snapshot(block=True)
+        self._status("stopped")
+        self.redis.close()
+
+
+
+def run_engine(settings: Settings, shard: int) -> None:
+    rt = EngineRuntime(settings, shard)
+    signal.signal(signal.SIGTERM, rt.request_stop)
+    signal.signal(signal.SIGINT, rt.request_stop)
+    rt.boot()
+    rt.run()
