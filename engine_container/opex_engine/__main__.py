@@ -7,6 +7,7 @@
   health [--shard N]   exit 0 if the shard's heartbeat is fresh (container health check)
   reset-user USER_ID   close a user's trades at the mark and restore the starting balance
   status               print every shard's status
+  stack [--api-port P] [--ws-port P]   run the whole platform locally (make run)
 """
 
 from __future__ import annotations
@@ -31,6 +32,11 @@ def _entry(path: str) -> Callable[[], None]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["stack"]:
+        from .stack import main as stack_main
+
+        return stack_main(argv[1:])
     parser = argparse.ArgumentParser(prog="opex_engine", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)

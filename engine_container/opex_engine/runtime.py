@@ -46,6 +46,16 @@ REPLY_TTL_S = 60
 STATUS_TTL_S = 30
 CONSUMER = "engine"
 GROUP = Keys.ENGINE_GROUP
+# LPUSH each reply onto its own list and let it expire if nobody BLPOPs it
+# (a request that timed out, or a reply re-sent during replay).
+PUSH_REPLIES_LUA = """
+local ttl = ARGV[#KEYS + 1]
+for i = 1, #KEYS do
+  redis.call('LPUSH', KEYS[i], ARGV[i])
+  redis.call('EXPIRE', KEYS[i], ttl)
+end
+return #KEYS
+"""
 
 
 @dataclass
@@ -89,6 +99,7 @@ class EngineRuntime:
         self._last_snapshot_at = time.monotonic()
         self._last_status_at = 0.0
         self._bad = RateLimitedLog(log)
+        self._push_replies = self.redis.register_script(PUSH_REPLIES_LUA)
 
     # ------------------------------------------------------------------ boot
     def boot(self) -> None:
@@ -162,7 +173,7 @@ class EngineRuntime:
         engine = self.engine
         apply = engine.apply
         loads = orjson.loads
-        replies: list[tuple[str, bytes]] = []
+        replies: list[dict[str, Any]] = []
         events: list[dict[str, Any]] = []
         ids: list[bytes] = []
         for raw_id, fields in entries:
@@ -180,43 +191,60 @@ class EngineRuntime:
                                   shard=self.shard, entry_id=entry_id)
             rep, evs = apply(entry_id, now_ms, msg)
             if rep is not None:
-                replies.append((rep["id"], orjson.dumps(rep)))
+                replies.append(rep)
             if evs:
                 events.extend(evs)
         self.stats.applied += len(entries)
         self.stats.batches += 1
         self._publish(replies, events, ids)
 
-    def _publish(self, replies: list[tuple[str, bytes]], events: list[dict[str, Any]], ids: list[bytes]) -> None:
+    def _publish(self, replies: list[dict[str, Any]], events: list[dict[str, Any]], ids: list[bytes]) -> None:
+        """One pipeline, a handful of commands per batch whatever its size:
+        MSET of the changed read models, one PUBLISH of them for the pusher,
+        one script call that pushes every reply, one XADD of the events and
+        the XACK. Read models go first so that a client holding its reply
+        reads its new state."""
         engine = self.engine
         keys = self.keys
+        dumps = orjson.dumps
         pipe = self.redis.pipeline(transaction=False)
         touched = engine.touched
+        views: dict[str, dict[str, Any]] = {}
         if touched:
             by_user: dict[str, list[dict[str, Any]]] = {}
             for ev in events:
                 uid = ev.get("user_id")
                 if uid is not None and uid in touched:
                     by_user.setdefault(uid, []).append(ev)
-            channel = keys.accounts_channel()
             accounts = engine.state.accounts
-            for uid in touched:
+            models: dict[str, bytes] = {}
+            live: list[dict[str, Any]] = []
+            for uid in sorted(touched):
                 acct = accounts.get(uid)
                 if acct is None:
                     continue
-                view = engine.account_view(acct)
-                pipe.set(keys.account(uid), orjson.dumps(view))
-                pipe.publish(channel, orjson.dumps({"user_id": uid, "account": view,
-                                                    "events": by_user.get(uid, [])}))
+                view = views[uid] = engine.account_view(acct)
+                models[keys.account(uid)] = dumps(view)
+                live.append({"user_id": uid, "account": view, "events": by_user.get(uid, [])})
             engine.touched = set()
-        # read models first, then replies: a client that got its reply reads its new state
-        for cid, body in replies:
-            rk = keys.reply(cid)
-            pipe.lpush(rk, body)
-            pipe.expire(rk, REPLY_TTL_S)
+            if models:
+                pipe.execute_command("MSET", *[x for kv in models.items() for x in kv])
+                pipe.execute_command("PUBLISH", keys.accounts_channel(), dumps({"accounts": live}))
+        if replies:
+            # The engine's reply is deterministic and small; the account read
+            # model (as of the end of this batch) rides along when it changed.
+            reply_keys: list[str] = []
+            bodies: list[bytes] = []
+            for rep in replies:
+                view = views.get(rep.get("user_id") or "") if views else None
+                if view is not None:
+                    rep = {**rep, "data": {**rep["data"], "account": view}}
+                reply_keys.append(keys.reply(rep["id"]))
+                bodies.append(dumps(rep))
+            self._push_replies(keys=reply_keys, args=[*bodies, REPLY_TTL_S], client=pipe)
         if events:
-            pipe.xadd(self.events_stream, {m.FIELD: orjson.dumps(events)})
-        pipe.xack(self.stream, GROUP, *ids)
+            pipe.execute_command("XADD", self.events_stream, "*", m.FIELD, dumps(events))
+        pipe.execute_command("XACK", self.stream, GROUP, *ids)
         pipe.execute()
 
     # ------------------------------------------------------------------ housekeeping

@@ -22,6 +22,7 @@ from opex_common.margin import (
     initial_margin,
     isolated_is_liquidatable,
     isolated_trigger_price,
+    isolated_watch_level,
     maintenance,
     pnl,
 )
@@ -144,6 +145,9 @@ class Engine:
                 rep = handler(cid, msg)
             except CommandError as exc:
                 rep = m.reply(cid, exc.code, exc.message)
+        uid = msg.get("user_id")
+        if type(uid) is str:
+            rep["user_id"] = uid
         self._remember(cid, rep)
         return rep, events
 
@@ -216,15 +220,14 @@ class Engine:
         uid = _str_field(msg, "user_id")
         st = self.state
         if uid in st.accounts:
-            return m.reply(cid, m.CONFLICT, "account already exists",
-                           {"account": self.account_view(st.accounts[uid])})
+            return m.reply(cid, m.CONFLICT, "account already exists", {"balance": st.accounts[uid].balance})
         acct = Account(uid, 0, self.starting_balance, st.clock_ms)
         st.accounts[uid] = acct
         st.deposits += self.starting_balance
         self._emit(m.EV_ACCOUNT_OPENED, uid, balance=self.starting_balance)
         self._ledger(acct, "deposit", self.starting_balance)
         self._changed(acct)
-        return m.reply(cid, m.OK, "Account created", {"account": self.account_view(acct)})
+        return m.reply(cid, m.OK, "Account created", {"balance": acct.balance})
 
     def _open(self, cid: str, msg: dict[str, Any]) -> Reply:
         acct = self._account(msg)
@@ -232,7 +235,10 @@ class Engine:
         spec = self.markets.get(market) if isinstance(market, str) else None
         if spec is None:
             raise _invalid(f"unknown market {market!r}; known: {', '.join(sorted(self.markets))}")
-        side = m.SIDES.get(msg.get("side"))  # type: ignore[arg-type]
+        # isinstance first: a list or dict here is unhashable and .get()/`in`
+        # would raise TypeError out of apply() (a poison entry for the runtime)
+        side_v = msg.get("side")
+        side = m.SIDES.get(side_v) if isinstance(side_v, str) else None
         if side is None:
             raise _invalid("side must be 'long' or 'short'")
         qty = _int_field(msg, "qty", 1, MAX_QTY)
@@ -243,7 +249,7 @@ class Engine:
         slip = _int_field(msg, "slippage_bps", 0, BPS_SCALE)
         seen = _int_field(msg, "price", 1, MAX_PRICE)
         mode = msg.get("margin_mode", m.CROSS)
-        if mode not in m.MARGIN_MODES:
+        if not isinstance(mode, str) or mode not in m.MARGIN_MODES:
             raise _invalid("margin_mode must be 'cross' or 'isolated'")
         tp = _int_field(msg, "take_profit", 1, MAX_PRICE, optional=True)
         sl = _int_field(msg, "stop_loss", 1, MAX_PRICE, optional=True)
@@ -287,9 +293,14 @@ class Engine:
         st.house_net_payout -= fee_amt
         self._emit(m.EV_TRADE_OPENED, acct.user_id, trade=trade.public(), fee=fee_amt)
         self._watch_trade(acct, trade)
+        if mode == m.ISOLATED:
+            # IM + fee left the balance, so the cross equity fell: the cross
+            # band registered before is too wide now (a cross trade's open
+            # re-registers it through _watch_trade; an isolated one did not)
+            self._watch_account(acct)
         self._changed(acct)
         return m.reply(cid, m.OK, "Order placed", {"trade": trade.public(), "fee": fee_amt,
-                                                   "account": self.account_view(acct)})
+                                                   "balance": acct.balance})
 
     def _close(self, cid: str, msg: dict[str, Any]) -> Reply:
         acct = self._account(msg)
@@ -297,7 +308,7 @@ class Engine:
         trade = acct.trades.get(tid)
         if trade is None:
             if tid in acct.closed:
-                return m.reply(cid, m.OK, "Trade already closed", {"account": self.account_view(acct)})
+                return m.reply(cid, m.OK, "Trade already closed", {"balance": acct.balance})
             raise CommandError(m.NOT_FOUND, "trade not found")
         qty = _int_field(msg, "qty", 1, MAX_QTY, optional=True)
         spec = self.markets[trade.market]
@@ -312,7 +323,7 @@ class Engine:
         closed = self._close_trade(acct, trade, qty, fill, "close", spec.taker_fee)
         self._changed(acct)
         msg_text = "Trade closed" if closed["remaining_qty"] == 0 else "Trade partially closed"
-        return m.reply(cid, m.OK, msg_text, {**closed, "account": self.account_view(acct)})
+        return m.reply(cid, m.OK, msg_text, {**closed, "balance": acct.balance})
 
     def _reset_account(self, cid: str, msg: dict[str, Any]) -> Reply:
         """Operator command: close every trade at the mark without fees and
@@ -327,7 +338,7 @@ class Engine:
             acct.deposits += diff
             self._ledger(acct, "reset", diff)
         self._changed(acct)
-        return m.reply(cid, m.OK, "Account reset", {"account": self.account_view(acct)})
+        return m.reply(cid, m.OK, "Account reset", {"balance": acct.balance})
 
     # ------------------------------------------------------------------ settlement
     def _close_trade(self, acct: Account, trade: Trade, qty: int, price: int, reason: str,
@@ -510,8 +521,10 @@ class Engine:
     def _watch_trade(self, acct: Account, trade: Trade) -> None:
         spec = self.markets[trade.market]
         if trade.mode == m.ISOLATED:
-            level = isolated_trigger_price(trade.side, trade.qty, trade.entry, trade.margin,
-                                           spec.maintenance_rate)
+            # not isolated_trigger_price: the liquidatable marks need not be one
+            # contiguous range (see isolated_watch_level); the index must see them all
+            level = isolated_watch_level(trade.side, trade.qty, trade.entry, trade.margin,
+                                         spec.maintenance_rate)
             direction = FALLING if trade.side > 0 else RISING
             self.index.set(("iso", trade.id), ((trade.market, direction, level),))
         else:
@@ -577,7 +590,11 @@ class Engine:
             return
         buffer = eq - mm - 2 * n  # rounding slack: each uPnL floors, each MM ceils
         if buffer <= 0:
-            self.index.set(key, tuple((mk, FALLING, ALWAYS) for mk in sorted(slopes)))
+            # possibly liquidatable now (an open or a close at bid/ask with its
+            # fee, or funding, can leave it so outside a tick of its markets):
+            # look at it on the next tick of ANY market, as a check of every
+            # account on every tick would
+            self.index.set(key, tuple((mk, FALLING, ALWAYS) for mk in sorted(self.markets)))
             return
         share = buffer // len(slopes)
         levels = []

@@ -56,7 +56,8 @@ class Keys:
         return f"{self.prefix}:live:prices"
 
     def accounts_channel(self) -> str:
-        """Account read models as they change: {"user_id":..., "account":..., "events": [...]}."""
+        """Account read models as they change, one message per engine batch:
+        {"accounts": [{"user_id", "account", "events": [...]}, ...]}."""
         return f"{self.prefix}:live:accounts"
 
     # --- auth / websocket ---------------------------------------------------

@@ -62,9 +62,11 @@ LEDGER_KINDS = frozenset(
 )
 
 
-def reply(command_id: str, code: str, message: str, data: dict[str, Any] | None = None) -> dict[str, Any]:
+def reply(command_id: str, code: str, message: str, data: dict[str, Any] | None = None,
+          user_id: str | None = None) -> dict[str, Any]:
     return {
         "id": command_id,
+        "user_id": user_id,
         "ok": code == OK,
         "status": STATUS[code],
         "code": code,

@@ -1,0 +1,37 @@
+// Toast text for the fills in an `account` push.
+
+import { formatPrice, formatQty, formatUsd, shortSymbol, type MarketFormat } from "../lib/format";
+import type { TradeNotice } from "../lib/model";
+import type { ToastTone } from "./toasts";
+
+const FALLBACK: MarketFormat = { priceDecimals: 2, qtyDecimals: 4 };
+
+export interface ToastText {
+  key: string;
+  tone: ToastTone;
+  title: string;
+  body: string;
+  ttlMs: number;
+}
+
+export function noticeToast(n: TradeNotice, fmt: MarketFormat | undefined): ToastText {
+  const f = fmt ?? FALLBACK;
+  const side = n.side > 0 ? "Long" : "Short";
+  const what = `${side} ${formatQty(n.qty, f)} ${shortSymbol(n.market)}`;
+  const at = n.price !== null ? ` @ ${formatPrice(n.price, f)}` : "";
+  const pnl = n.pnl !== null ? ` · PnL ${formatUsd(n.pnl, { plus: true })}` : "";
+  switch (n.kind) {
+    case "opened":
+      return { key: n.key, tone: n.side > 0 ? "long" : "short", title: "Order filled", body: `${what} opened${at}`, ttlMs: 6000 };
+    case "liquidated":
+      return { key: n.key, tone: "danger", title: "Position liquidated", body: `${what}${at}${pnl}`, ttlMs: 12_000 };
+    case "take_profit":
+      return { key: n.key, tone: "success", title: "Take-profit filled", body: `${what} closed${at}${pnl}`, ttlMs: 8000 };
+    case "stop_loss":
+      return { key: n.key, tone: "error", title: "Stop-loss filled", body: `${what} closed${at}${pnl}`, ttlMs: 8000 };
+    case "partial":
+      return { key: n.key, tone: "info", title: "Position reduced", body: `${what} closed${at}${pnl}`, ttlMs: 6000 };
+    default:
+      return { key: n.key, tone: "info", title: "Position closed", body: `${what} closed${at}${pnl}`, ttlMs: 6000 };
+  }
+}

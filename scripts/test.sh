@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Every test suite, in order of cost. Fails on the first failing suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=.venv/bin/python
+
+echo "== python: unit, integration, slow"
+$PY -m pytest -q -m "not e2e" tests
+
+if [ -f frontend/package.json ]; then
+  echo "== frontend: vitest"
+  (cd frontend && npm test --silent)
+fi
+
+if [ -d tests/e2e ] && ls tests/e2e/test_*.py >/dev/null 2>&1; then
+  echo "== e2e: the local stack in a real browser"
+  scripts/ensure-chromium.sh
+  (cd frontend && npm run build --silent)
+  $PY -m pytest -q -m e2e tests/e2e
+fi
