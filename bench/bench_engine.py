@@ -86,27 +86,38 @@ def build_engine(trades: int, users: int, t0_ms: int) -> tuple[Engine, list[tupl
 
 # ----------------------------------------------------------------------------- figures
 def bench_in_process(n: int) -> dict[str, Any]:
-    """Commands/s of the pure core: opens then closes across 1,000 accounts."""
+    """Commands/s of the pure core: 1,000 accounts, each closing the trade it
+    opened in the previous round and opening a new one (the API bench's loop)."""
     eng = Engine(DEFAULT_MARKETS)
     t = 1_000
     for m, p in PRICES.items():
         eng.apply(f"{t}-0", t, tick_msg(m, p))
     for u in range(1000):
         eng.apply(f"{t}-{u + 1}", t, {"id": f"c{u}", "type": "create_account", "user_id": f"u{u}"})
-    opens = [open_msg(i, f"u{i % 1000}") for i in range(n)]
     gc.collect()
+    apply = eng.apply
+    open_ids: dict[str, str] = {}
+    done = opens = 0
+    seq = 0
     start = time.perf_counter()
-    ids = []
-    for i, msg in enumerate(opens):
-        rep, _ = eng.apply(f"{t + 1}-{i}", t + 1, msg)
-        ids.append((msg["user_id"], rep["data"]["trade"]["id"]))  # type: ignore[index]
-    mid = time.perf_counter()
-    for i, (user, tid) in enumerate(ids):
-        eng.apply(f"{t + 2}-{i}", t + 2, {"id": f"x{i}", "type": "close", "user_id": user, "trade_id": tid})
-    end = time.perf_counter()
+    rnd = 0
+    while done < n:
+        t += 1
+        for u in range(1000):
+            user = f"u{u}"
+            tid = open_ids.get(user)
+            if tid is not None:
+                seq += 1
+                apply(f"{t}-{seq}", t, {"id": f"x{rnd}-{u}", "type": "close", "user_id": user, "trade_id": tid})
+            seq += 1
+            rep, _ = apply(f"{t}-{seq}", t, {**open_msg(rnd * 1000 + u, user), "id": f"o{rnd}-{u}"})
+            open_ids[user] = rep["data"]["trade"]["id"]  # type: ignore[index]
+            opens += 1
+            done += 2 if tid is not None else 1
+        rnd += 1
+    elapsed = time.perf_counter() - start
     assert eng.state.check_invariants() == []
-    return {"commands": 2 * n, "opens_per_s": n / (mid - start), "closes_per_s": n / (end - mid),
-            "commands_per_s": 2 * n / (end - start)}
+    return {"commands": done, "opens": opens, "commands_per_s": done / elapsed, "seconds": elapsed}
 
 
 def bench_tick_cost(sizes: list[int]) -> list[dict[str, Any]]:

@@ -96,6 +96,31 @@ def isolated_trigger_price(side: int, qty: int, entry: int, margin: int, mmr_ppm
     return est
 
 
+def isolated_watch_level(side: int, qty: int, entry: int, margin: int, mmr_ppm: int) -> int:
+    """A mark beyond which (long: at or below; short: at or above) EVERY mark
+    that satisfies isolated_is_liquidatable lies: the level a trigger index
+    must watch. O(1).
+
+    Not isolated_trigger_price: with the rounded terms, IM + u <= MM is not
+    monotone in the mark (u floors in steps of 1e8/q price units, MM ceils in
+    its own steps), so short runs of liquidatable marks can sit just beyond the
+    trigger price, where an index keyed on it would never look. Since
+    floor(x) > x - 1 and ceil(y) < y + 1, liquidatable implies the exact
+    value G = IM + s q (M - E) / 1e8 - q M mmr / 1e14 is below 2, a linear
+    condition; the level is the last mark where it holds. Marks between the
+    trigger price and this level are looked at and found healthy (a few money
+    units of slack, i.e. at most 2e8/q price units).
+    """
+    d = NOTIONAL_DIV * RATE_SCALE
+    if side > 0:
+        # G < 2  <=>  q M (R - mmr) < 2 D + q E R - IM D   (D = 1e8 x R): largest such M
+        num = 2 * d + qty * entry * RATE_SCALE - margin * d
+        return (num - 1) // (qty * (RATE_SCALE - mmr_ppm))
+    # G < 2  <=>  q M (R + mmr) > IM D + q E R - 2 D: smallest such M
+    num = margin * d + qty * entry * RATE_SCALE - 2 * d
+    return num // (qty * (RATE_SCALE + mmr_ppm)) + 1
+
+
 def cross_liquidation_price(
     side: int, qty: int, entry: int, mmr_ppm: int, wallet: int, others_upnl: int, others_mm: int
 ) -> int | None:
