@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     reply_timeout_s: float = Field(default=3.0, gt=0, le=30)
     jwt_secret: str = ""
     jwt_secret_name: str = ""  # Secrets Manager name (AWS); read via Powertools Parameters
+    # AWS: the Lambdas read the Neon connection string from this secret (ECS gets it injected)
+    database_url_secret: str = ""
+    # where the SPA opens its WebSocket (GET /api/v1/config); the API Gateway wss URL in AWS
+    ws_public_url: str = "ws://127.0.0.1:8001"
     jwt_ttl_s: int = Field(default=86_400, ge=60)
     cookie_secure: bool | None = None  # default: Secure everywhere but local/test
     max_body_bytes: int = Field(default=16_384, ge=256)

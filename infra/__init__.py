@@ -1,0 +1,1 @@
+"""Opex on AWS: the CDK stacks (see docs/deployment.md)."""
