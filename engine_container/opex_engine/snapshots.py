@@ -22,7 +22,7 @@ import orjson
 import pymongo
 from pymongo.errors import PyMongoError
 
-from .core.state import SNAPSHOT_VERSION, EngineState
+from .core.state import READABLE_VERSIONS, SNAPSHOT_VERSION, EngineState
 
 log = logging.getLogger("opex.snapshots")
 
@@ -115,8 +115,8 @@ class SnapshotStore:
         return None
 
     def _load_one(self, doc: dict[str, Any]) -> EngineState:
-        if doc.get("version") != SNAPSHOT_VERSION:
-            raise ValueError(f"incompatible snapshot version {doc.get('version')!r} (expected {SNAPSHOT_VERSION})")
+        if doc.get("version") not in READABLE_VERSIONS:
+            raise ValueError(f"incompatible snapshot version {doc.get('version')!r} (readable: {READABLE_VERSIONS})")
         parts = sorted(self.chunks.find({"snap_id": doc["_id"]}), key=lambda c: c["i"])
         if len(parts) != doc["chunks"]:
             raise ValueError(f"snapshot has {len(parts)} of {doc['chunks']} chunks")

@@ -12,6 +12,7 @@ for deduplication).
 from __future__ import annotations
 
 import hashlib
+import heapq
 import uuid
 from typing import Any, Callable
 
@@ -29,6 +30,7 @@ from opex_common.margin import (
 from opex_common.markets import MarketSpec
 from opex_common.units import BPS_SCALE, FUNDING_SCALE, NOTIONAL_DIV, RATE_SCALE, USD_SCALE
 
+from .orders import OrdersMixin, ask_book, bid_book
 from .state import CLOSED_IDS_KEPT, Account, EngineState, MarketPrices, Trade
 from .triggers import ALWAYS, FALLING, RISING, Key, TriggerIndex
 
@@ -40,7 +42,7 @@ Reply = dict[str, Any]
 Event = dict[str, Any]
 
 # evaluation order inside one tick (deterministic, independent of index layout)
-_PRI_TPSL, _PRI_LIQ = 1, 2
+_PRIORITY = {"order": 0, "tp": 1, "sl": 1, "iso": 2, "acct": 2}
 
 
 class CommandError(Exception):
@@ -70,7 +72,7 @@ def _str_field(msg: dict[str, Any], key: str, max_len: int = 128) -> str:
     return v
 
 
-class Engine:
+class Engine(OrdersMixin):
     """One shard's state machine."""
 
     def __init__(
@@ -93,6 +95,8 @@ class Engine:
         self.brute_force = brute_force  # check every trade on every tick (tests compare)
         self.index = TriggerIndex()
         self.owners: dict[str, Account] = {}  # open trade id -> account (derived)
+        self.order_owners: dict[str, Account] = {}  # resting order id -> account (derived)
+        self.expiring: list[tuple[int, str]] = []  # heap of (expires_ms, order id) (derived)
         self.touched: set[str] = set()  # users changed since the runtime last drained it
         self._events: list[Event] = []
         self._entry_id = ""
@@ -101,6 +105,10 @@ class Engine:
             m.OPEN: self._open,
             m.CLOSE: self._close,
             m.RESET_ACCOUNT: self._reset_account,
+            m.PLACE_ORDER: self._place_order,
+            m.CANCEL_ORDER: self._cancel_order,
+            m.SET_TPSL: self._set_tpsl,
+            m.ADD_MARGIN: self._add_margin,
         }
         self._namespace = hashlib.blake2b(f"opex-shard-{self.shard}".encode(), digest_size=16).digest()
         self.rebuild_index()
@@ -208,7 +216,8 @@ class Engine:
         return {
             "user_id": acct.user_id, "balance": acct.balance, "realized_pnl": acct.realized_pnl,
             "fees_paid": acct.fees_paid, "funding_paid": acct.funding_paid,
-            "trades": [t.public() for t in acct.trades.values()], "orders": [],
+            "trades": [t.public() for t in acct.trades.values()],
+            "orders": [o.public() for o in acct.orders.values()], "margin_warning": acct.warned,
             "version": acct.version, "updated_ms": self.state.clock_ms,
         }
 
@@ -329,6 +338,8 @@ class Engine:
         """Operator command: close every trade at the mark without fees and
         restore the starting balance (the difference is booked as a deposit)."""
         acct = self._account(msg)
+        for order in list(acct.orders.values()):
+            self._drop_order(acct, order, "cancelled")
         for trade in list(acct.trades.values()):
             mark = self.state.prices[trade.market].mark
             self._close_trade(acct, trade, trade.qty, mark, "reset", 0)
@@ -386,6 +397,8 @@ class Engine:
             del acct.trades[trade.id]
             self.owners.pop(trade.id, None)
             self._unwatch_trade(trade)
+            for order in [o for o in acct.orders.values() if o.reduce_trade_id == trade.id]:
+                self._drop_order(acct, order, "trade_closed")
             closed = acct.closed
             closed[trade.id] = st.clock_ms
             if len(closed) > CLOSED_IDS_KEPT:
@@ -452,7 +465,8 @@ class Engine:
         elif st.clock_ms >= px.funding_due_ms:
             self._apply_funding(spec, px)
             px.funding_due_ms = (st.clock_ms // interval + 1) * interval
-        self._evaluate_triggers(spec.symbol, mark)
+        self._expire_orders()
+        self._evaluate_triggers(spec.symbol, px)
 
     def _apply_funding(self, spec: MarketSpec, px: MarketPrices) -> None:
         """Each open trade in the market pays (or receives) s x q x M x F."""
@@ -565,13 +579,20 @@ class Engine:
         return eq, mm, n
 
     def _watch_account(self, acct: Account) -> None:
-        """Register the cross account's safe band: the buffer (equity minus
-        maintenance) is split between its markets; while every market's mark
-        stays inside its share the account cannot become liquidatable, so it
-        is looked at only when one of them leaves it."""
+        """Register the cross account's safe bands.
+
+        Each condition the account must be woken for is a sign of
+        ``H = kd * equity - kn * maintenance``: liquidation (H with k=1 must
+        stay > 0), the margin warning (k=5/4, i.e. ratio 80%, must stay > 0
+        while not warned) and its all-clear (k=10/7, ratio 70%, must stay < 0
+        while warned). H is linear in each mark, so its buffer is split
+        between the account's markets and each market gets the price range
+        within which H cannot change sign; the account is looked at only when
+        one of its marks leaves its range."""
         key = ("acct", acct.user_id)
         prices = self.state.prices
-        slopes: dict[str, int] = {}
+        markets = self.markets
+        per_market: dict[str, tuple[int, int]] = {}  # market -> (sum s q, sum q mmr)
         eq = acct.balance
         mm = 0
         n = 0
@@ -579,51 +600,90 @@ class Engine:
             if t.mode != m.CROSS:
                 continue
             mark = prices[t.market].mark
-            mmr = self.markets[t.market].maintenance_rate
+            mmr = markets[t.market].maintenance_rate
             eq += t.margin + pnl(t.side, t.qty, t.entry, mark)
             mm += maintenance(t.qty, mark, mmr)
-            # d(equity - maintenance)/d(mark), scaled by RATE_SCALE * NOTIONAL_DIV
-            slopes[t.market] = slopes.get(t.market, 0) + t.qty * (t.side * RATE_SCALE - mmr)
+            sq, qm = per_market.get(t.market, (0, 0))
+            per_market[t.market] = (sq + t.side * t.qty, qm + t.qty * mmr)
             n += 1
         if n == 0:
+            acct.warned = False
             self.index.remove(key)
             return
-        buffer = eq - mm - 2 * n  # rounding slack: each uPnL floors, each MM ceils
-        if buffer <= 0:
-            # possibly liquidatable now (an open or a close at bid/ask with its
-            # fee, or funding, can leave it so outside a tick of its markets):
-            # look at it on the next tick of ANY market, as a check of every
-            # account on every tick would
-            self.index.set(key, tuple((mk, FALLING, ALWAYS) for mk in sorted(self.markets)))
-            return
-        share = buffer // len(slopes)
-        levels = []
-        for mk in sorted(slopes):
-            g = slopes[mk]
-            if g == 0:
-                continue
-            move = share * RATE_SCALE * NOTIONAL_DIV // abs(g)
-            mark = prices[mk].mark
-            if g > 0:
-                levels.append((mk, FALLING, mark - move))
-            else:
-                levels.append((mk, RISING, mark + move))
+        if acct.warned:
+            conditions = ((1, 1, 1), (10, 7, -1))  # (kn, kd, sign): stay healthy; stay above 70%
+        else:
+            conditions = ((5, 4, 1),)  # stay below 80% (which also keeps it healthy)
+        levels: list[tuple[str, int, int]] = []
+        for kn, kd, sign in conditions:
+            # rounding slack: each uPnL floors and each MM ceils by < 1 unit
+            buffer = sign * (kd * eq - kn * mm) - (kd + kn) * n
+            if buffer <= 0:
+                # the condition may already be broken (an open or a close at
+                # bid/ask with its fee, or funding, can do that outside a tick
+                # of its markets): look at it on the next tick of ANY market,
+                # as a check of every account on every tick would
+                self.index.set(key, tuple((mk, FALLING, ALWAYS) for mk in sorted(markets)))
+                return
+            share = buffer // len(per_market)
+            for mk in sorted(per_market):
+                sq, qm = per_market[mk]
+                # dH/d(mark), scaled by RATE_SCALE * NOTIONAL_DIV
+                g = sign * (kd * sq * RATE_SCALE - kn * qm)
+                if g == 0:
+                    continue
+                move = share * RATE_SCALE * NOTIONAL_DIV // abs(g)
+                mark = prices[mk].mark
+                if g > 0:
+                    levels.append((mk, FALLING, mark - move))
+                else:
+                    levels.append((mk, RISING, mark + move))
         self.index.set(key, tuple(levels))
 
-    def _evaluate_triggers(self, market: str, mark: int) -> None:
+    def _update_warning(self, acct: Account) -> None:
+        """Emit margin_warning when the cross margin ratio (maintenance /
+        equity) reaches 80%, and margin_ok when it falls back below 70%."""
+        eq, mm, n = self._cross_health(acct)
+        if not acct.warned and n and 5 * mm >= 4 * eq:
+            acct.warned = True
+            ratio = 10_000 * mm // eq if eq > 0 else None
+            self._emit(m.EV_MARGIN_WARNING, acct.user_id, equity=eq, maintenance=mm, margin_ratio_bps=ratio)
+            self._changed(acct)
+        elif acct.warned and (n == 0 or 10 * mm < 7 * eq):
+            acct.warned = False
+            self._emit(m.EV_MARGIN_OK, acct.user_id, equity=eq, maintenance=mm,
+                       margin_ratio_bps=10_000 * mm // eq if eq > 0 else None)
+            self._changed(acct)
+
+    def _evaluate_triggers(self, market: str, px: MarketPrices) -> None:
         st = self.state
         keys: set[Key] = set()
         if self.brute_force:
             keys = self._all_trigger_keys(market)
         else:
-            self.index.pop_crossed(market, mark, keys)
+            self.index.pop_crossed(market, px.mark, keys)
+            self.index.pop_crossed(ask_book(market), px.ask, keys)
+            self.index.pop_crossed(bid_book(market), px.bid, keys)
         if not keys:
             return
-        # TP/SL first, then liquidations; each group in id order.
-        ordered = sorted(keys, key=lambda k: (_PRI_TPSL if k[0] in ("tp", "sl") else _PRI_LIQ, k[0], k[1]))
+        # Limit fills first, then TP/SL, then liquidations; each group in id order.
+        ordered = sorted(keys, key=lambda k: (_PRIORITY[k[0]], k[0], k[1]))
         owners: dict[str, Account] = {}
         for kind, ident in ordered:
-            if kind in ("tp", "sl"):
+            if kind == "order":
+                acct = self.order_owners.get(ident)
+                order = acct.orders.get(ident) if acct else None
+                if order is None or acct is None:
+                    continue
+                hit = px.ask <= order.limit if order.side > 0 else px.bid >= order.limit
+                if not hit:
+                    self._watch_order(order)
+                    continue
+                self._fill_order(acct, order)
+                self._changed(acct)
+                if any(t.mode == m.CROSS for t in acct.trades.values()):
+                    owners[acct.user_id] = acct
+            elif kind in ("tp", "sl"):
                 acct = self._owner_of(ident)
                 trade = acct.trades.get(ident) if acct else None
                 if trade is None or acct is None:
@@ -684,6 +744,7 @@ class Engine:
             changed = True
         if changed:
             self._changed(acct)
+        self._update_warning(acct)
         self._watch_account(acct)
 
     def _owner_of(self, trade_id: str) -> Account | None:
@@ -706,6 +767,9 @@ class Engine:
                     keys.add(("sl", t.id))
             if has_cross:
                 keys.add(("acct", acct.user_id))
+            for o in acct.orders.values():
+                if o.market == market:
+                    keys.add(("order", o.id))
         return keys
 
     # ------------------------------------------------------------------ index
@@ -713,8 +777,15 @@ class Engine:
         """Derive the trigger index from the state (after a snapshot load)."""
         self.index = TriggerIndex()
         self.owners = {}
+        self.order_owners = {}
+        self.expiring = []
         for uid in sorted(self.state.accounts):
             acct = self.state.accounts[uid]
+            for o in acct.orders.values():
+                self.order_owners[o.id] = acct
+                self._watch_order(o)
+                if o.expires_ms is not None:
+                    heapq.heappush(self.expiring, (o.expires_ms, o.id))
             for t in acct.trades.values():
                 self.owners[t.id] = acct
                 if t.mode == m.ISOLATED:

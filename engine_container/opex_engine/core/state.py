@@ -11,7 +11,8 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-SNAPSHOT_VERSION = 1
+SNAPSHOT_VERSION = 2  # 2: accounts carry resting orders and the margin-warning flag
+READABLE_VERSIONS = (1, 2)
 CLOSED_IDS_KEPT = 1000  # per account: lets "close" answer "already closed"
 
 
@@ -58,9 +59,52 @@ class Trade:
         }
 
 
+class Order:
+    """A resting limit order. Opening orders hold their initial margin and
+    maker fee in ``reserved_*`` (moved out of the balance when placed);
+    reduce-only orders (``reduce_trade_id`` set) reserve nothing."""
+
+    __slots__ = ("id", "user_id", "market", "side", "qty", "limit", "leverage", "mode",
+                 "reserved_margin", "reserved_fee", "placed_ms", "expires_ms", "reduce_trade_id")
+
+    def __init__(self, id: str, user_id: str, market: str, side: int, qty: int, limit: int, leverage: int,
+                 mode: str, reserved_margin: int, reserved_fee: int, placed_ms: int,
+                 expires_ms: int | None, reduce_trade_id: str | None) -> None:
+        self.id = id
+        self.user_id = user_id
+        self.market = market
+        self.side = side
+        self.qty = qty
+        self.limit = limit  # price units
+        self.leverage = leverage
+        self.mode = mode
+        self.reserved_margin = reserved_margin
+        self.reserved_fee = reserved_fee
+        self.placed_ms = placed_ms
+        self.expires_ms = expires_ms  # good-till-time; None = good-till-cancelled
+        self.reduce_trade_id = reduce_trade_id
+
+    def to_list(self) -> list[Any]:
+        return [self.id, self.user_id, self.market, self.side, self.qty, self.limit, self.leverage, self.mode,
+                self.reserved_margin, self.reserved_fee, self.placed_ms, self.expires_ms, self.reduce_trade_id]
+
+    @classmethod
+    def from_list(cls, v: list[Any]) -> Order:
+        return cls(*v)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "market": self.market, "side": self.side, "qty": self.qty,
+            "limit_price": self.limit, "leverage": self.leverage, "margin_mode": self.mode,
+            "reserved_margin": self.reserved_margin, "reserved_fee": self.reserved_fee,
+            "placed_ms": self.placed_ms, "expires_ms": self.expires_ms,
+            "reduce_only": self.reduce_trade_id is not None, "trade_id": self.reduce_trade_id,
+        }
+
+
 class Account:
     __slots__ = ("user_id", "balance", "deposits", "trades", "closed", "realized_pnl",
-                 "fees_paid", "funding_paid", "created_ms", "version")
+                 "fees_paid", "funding_paid", "created_ms", "version", "orders", "warned")
 
     def __init__(self, user_id: str, balance: int, deposits: int, created_ms: int) -> None:
         self.user_id = user_id
@@ -73,11 +117,14 @@ class Account:
         self.funding_paid = 0
         self.created_ms = created_ms
         self.version = 0  # bumped on every change; read models carry it
+        self.orders: dict[str, Order] = {}  # resting limit orders in the order placed
+        self.warned = False  # margin ratio above the warning level (hysteresis flag)
 
     def to_list(self) -> list[Any]:
         return [self.user_id, self.balance, self.deposits, self.realized_pnl, self.fees_paid,
                 self.funding_paid, self.created_ms, self.version,
-                [t.to_list() for t in self.trades.values()], list(self.closed.items())]
+                [t.to_list() for t in self.trades.values()], list(self.closed.items()),
+                [o.to_list() for o in self.orders.values()], self.warned]
 
     @classmethod
     def from_list(cls, v: list[Any]) -> Account:
@@ -87,6 +134,11 @@ class Account:
             t = Trade.from_list(tl)
             a.trades[t.id] = t
         a.closed = {k: ts for k, ts in v[9]}
+        if len(v) > 10:  # version 2
+            for ol in v[10]:
+                o = Order.from_list(ol)
+                a.orders[o.id] = o
+            a.warned = bool(v[11])
         return a
 
 
@@ -153,9 +205,9 @@ class EngineState:
 
     @classmethod
     def from_snapshot(cls, snap: dict[str, Any]) -> EngineState:
-        if not isinstance(snap, dict) or snap.get("v") != SNAPSHOT_VERSION:
+        if not isinstance(snap, dict) or snap.get("v") not in READABLE_VERSIONS:
             raise ValueError(f"snapshot version {snap.get('v') if isinstance(snap, dict) else None!r} "
-                             f"is not {SNAPSHOT_VERSION}")
+                             f"is not one of {READABLE_VERSIONS}")
         s = cls(int(snap["shard"]))
         s.clock_ms = snap["clock_ms"]
         s.last_id = snap["last_id"]
@@ -174,12 +226,14 @@ class EngineState:
 
     # -- invariants -------------------------------------------------------------
     def totals(self) -> dict[str, int]:
-        balances = margins = 0
+        balances = margins = reserved = 0
         for a in self.accounts.values():
             balances += a.balance
             for t in a.trades.values():
                 margins += t.margin
-        return {"balances": balances, "margins": margins, "reserved": 0,
+            for o in a.orders.values():
+                reserved += o.reserved_margin + o.reserved_fee
+        return {"balances": balances, "margins": margins, "reserved": reserved,
                 "insurance": self.insurance, "deposits": self.deposits,
                 "house_net_payout": self.house_net_payout}
 
@@ -194,6 +248,9 @@ class EngineState:
             for t in a.trades.values():
                 if t.margin < 0 or t.qty <= 0:
                     problems.append(f"trade {t.id} margin {t.margin} qty {t.qty}")
+            for o in a.orders.values():
+                if o.reserved_margin < 0 or o.reserved_fee < 0 or o.qty <= 0:
+                    problems.append(f"order {o.id} reserved {o.reserved_margin}/{o.reserved_fee} qty {o.qty}")
         t = self.totals()
         held = t["balances"] + t["margins"] + t["reserved"] + t["insurance"]
         if t["deposits"] + t["house_net_payout"] != held:

@@ -18,9 +18,14 @@ CREATE_ACCOUNT = "create_account"
 OPEN = "open"
 CLOSE = "close"
 RESET_ACCOUNT = "reset_account"
+PLACE_ORDER = "place_order"
+CANCEL_ORDER = "cancel_order"
+SET_TPSL = "set_tpsl"
+ADD_MARGIN = "add_margin"
 TICK = "tick"
 STALE = "stale"
-USER_COMMANDS = frozenset({CREATE_ACCOUNT, OPEN, CLOSE, RESET_ACCOUNT})
+USER_COMMANDS = frozenset({CREATE_ACCOUNT, OPEN, CLOSE, RESET_ACCOUNT, PLACE_ORDER, CANCEL_ORDER, SET_TPSL,
+                           ADD_MARGIN})
 
 LONG, SHORT = "long", "short"
 SIDES = {LONG: 1, SHORT: -1}
@@ -42,7 +47,11 @@ EV_TRADE_OPENED = "trade_opened"
 EV_TRADE_CLOSED = "trade_closed"
 EV_LEDGER = "ledger"
 EV_INSURANCE = "insurance"
-EV_MARGIN_WARNING = "margin_warning"
+EV_MARGIN_WARNING = "margin_warning"  # margin ratio crossed 80% (and "margin_ok" below 70%)
+EV_MARGIN_OK = "margin_ok"
+EV_ORDER_PLACED = "order_placed"
+EV_ORDER_CLOSED = "order_closed"  # filled / cancelled / expired / trade_closed / trade_gone
+EV_TPSL_CHANGED = "tpsl_changed"
 # a debit from a trade's locked margin (isolated funding): not a balance change
 EV_MARGIN_DEBIT = "margin_debit"
 
@@ -58,6 +67,8 @@ LEDGER_KINDS = frozenset(
         "liquidation_fee",
         "bankruptcy_cover",
         "reset",
+        "order_reserve",
+        "order_release",
     }
 )
 
