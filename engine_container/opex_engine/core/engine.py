@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import uuid
 from typing import Any, Callable
 
 from opex_common import messages as m
@@ -100,6 +99,7 @@ class Engine(OrdersMixin):
         self.touched: set[str] = set()  # users changed since the runtime last drained it
         self._events: list[Event] = []
         self._entry_id = ""
+        self._event_prefix = f"{self.shard}::"
         self._handlers: dict[str, Callable[[str, dict[str, Any]], Reply]] = {
             m.CREATE_ACCOUNT: self._create_account,
             m.OPEN: self._open,
@@ -122,6 +122,7 @@ class Engine(OrdersMixin):
             st.clock_ms = now_ms
         st.last_id = entry_id
         self._entry_id = entry_id
+        self._event_prefix = f"{self.shard}:{entry_id}:"
         events: list[Event] = []
         self._events = events
         if type(msg) is not dict:
@@ -171,15 +172,17 @@ class Engine(OrdersMixin):
 
     # ------------------------------------------------------------------ events
     def _emit(self, typ: str, user_id: str | None, **fields: Any) -> None:
-        ev = {"id": f"{self.shard}:{self._entry_id}:{len(self._events)}", "type": typ,
-              "ts": self.state.clock_ms, "user_id": user_id}
-        ev.update(fields)
-        self._events.append(ev)
+        events = self._events
+        events.append({"id": f"{self._event_prefix}{len(events)}", "type": typ, "ts": self.state.clock_ms,
+                       "user_id": user_id, **fields})
 
     def _ledger(self, acct: Account, kind: str, amount: int, trade: Trade | None = None) -> None:
         acct.balance += amount
-        self._emit(m.EV_LEDGER, acct.user_id, kind=kind, amount=amount, balance_after=acct.balance,
-                   trade_id=trade.id if trade else None, market=trade.market if trade else None)
+        events = self._events
+        events.append({"id": f"{self._event_prefix}{len(events)}", "type": m.EV_LEDGER,
+                       "ts": self.state.clock_ms, "user_id": acct.user_id, "kind": kind, "amount": amount,
+                       "balance_after": acct.balance, "trade_id": trade.id if trade else None,
+                       "market": trade.market if trade else None})
 
     def _insurance(self, kind: str, amount: int, user_id: str | None) -> None:
         self.state.insurance += amount
@@ -203,9 +206,9 @@ class Engine(OrdersMixin):
 
     def _new_trade_id(self) -> str:
         self.state.seq += 1
-        digest = hashlib.blake2b(self.state.seq.to_bytes(8, "big"), digest_size=16,
-                                 key=self._namespace).digest()
-        return str(uuid.UUID(bytes=digest, version=4))
+        h = hashlib.blake2b(self.state.seq.to_bytes(8, "big"), digest_size=16, key=self._namespace).hexdigest()
+        # formatted as a version-4 UUID (the old platform's id shape)
+        return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{'89ab'[int(h[16], 16) & 3]}{h[17:20]}-{h[20:32]}"
 
     def _changed(self, acct: Account) -> None:
         acct.version += 1
