@@ -247,7 +247,7 @@ class FakeBackpack:
         async with self._changed:
             self._changed.notify_all()
 
-    async def wait_subscribed(self, streams: Iterable[str] | int, timeout: float = 5.0, clients: int = 1) -> None:
+    async def wait_subscribed(self, streams: Iterable[str] | int, timeout: float = 15.0, clients: int = 1) -> None:
         """Wait until ``clients`` connections are subscribed to the streams (or to that many)."""
         def ok() -> bool:
             if isinstance(streams, int):

@@ -44,7 +44,7 @@ def fast_config(**changes: Any) -> PollerConfig:
     return PollerConfig(**values)
 
 
-async def wait_until(cond: Callable[[], Any], timeout: float = 5.0, what: str = "condition",
+async def wait_until(cond: Callable[[], Any], timeout: float = 15.0, what: str = "condition",
                      interval: float = 0.01) -> Any:
     """Poll ``cond`` (sync or async) until it returns something truthy."""
     deadline = time.monotonic() + timeout

@@ -107,7 +107,7 @@ def test_engine_refuses_market_orders_while_the_price_is_stale(engine, settings,
                 rep = await asyncio.to_thread(call, settings, dict(order))
                 assert rep["ok"] and rep["data"]["trade"]["entry"] == 650002000, rep
                 # the feed goes quiet: a stale notice, then the engine refuses with a clear reason
-                await wait_until(lambda: poller.book.states[BTC].stale_notified, timeout=3, what="stale")
+                await wait_until(lambda: poller.book.states[BTC].stale_notified, timeout=10, what="stale")
                 rep = await asyncio.to_thread(call, settings, dict(order))
                 assert not rep["ok"] and rep["status"] == 409 and "stale" in rep["message"], rep
                 # prices again: trading resumes

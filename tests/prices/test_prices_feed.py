@@ -199,7 +199,7 @@ def test_reconnect_backoff_grows_while_the_server_refuses(settings) -> None:
                 assert poller.client is not None
                 assert poller.client.connected is False and "503" in poller.client.last_error
                 fake.available = True
-                await fake.wait_subscribed(6, timeout=3)
+                await fake.wait_subscribed(6, timeout=15)  # generous: CI machines are shared
                 assert poller.client.connects == 1
 
     run(scenario())
@@ -210,7 +210,7 @@ def test_graceful_stop_closes_the_socket(settings) -> None:
         async with FakeBackpack() as fake:
             async with running_poller(poller_settings(settings, fake), fast_config()):
                 await fake.wait_subscribed(6)
-            await wait_until(lambda: not fake.subscriptions, timeout=3, what="the client to disconnect")
+            await wait_until(lambda: not fake.subscriptions, timeout=10, what="the client to disconnect")
 
     run(scenario())
 
@@ -281,7 +281,7 @@ def test_a_silent_socket_is_replaced(settings) -> None:
             cfg = fast_config(silence_timeout_s=0.3)
             async with running_poller(poller_settings(settings, fake), cfg) as poller:
                 await fake.wait_subscribed(6)
-                await wait_until(lambda: fake.total_connections >= 2, timeout=3, what="a reconnect")
+                await wait_until(lambda: fake.total_connections >= 2, timeout=10, what="a reconnect")
                 assert poller.client is not None and "1001" in poller.client.last_error
 
     run(scenario())
