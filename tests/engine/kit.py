@@ -13,7 +13,7 @@ from typing import Any
 from opex_common import messages as m
 from opex_common.markets import DEFAULT_MARKETS, MarketSpec
 from opex_engine.core.engine import Engine
-from opex_engine.core.state import Account, EngineState, Trade
+from opex_engine.core.state import Account, EngineState, Order, Trade
 
 BTC, ETH, SOL = "BTC_USDC_PERP", "ETH_USDC_PERP", "SOL_USDC_PERP"
 MARKETS = DEFAULT_MARKETS
@@ -47,6 +47,7 @@ class Kit:
         self.n = 0
         self.events: list[dict[str, Any]] = []  # events of the last input
         self.log: list[tuple[str, int, Any]] = []  # every input, for replays
+        self.history: list[dict[str, Any]] = []  # every event of every input, in order
 
     # -- raw input -----------------------------------------------------------------
     def wait(self, ms: int) -> None:
@@ -60,6 +61,7 @@ class Kit:
         entry = f"{self.now}-{self.n}"
         self.log.append((entry, self.now, msg))
         rep, self.events = self.engine.apply(entry, self.now, msg)
+        self.history.extend(self.events)
         return rep
 
     def cmd(self, typ: str, *, id: str | None = None, **fields: Any) -> dict[str, Any]:
@@ -108,7 +110,47 @@ class Kit:
             fields["qty"] = qty
         return self.cmd(m.CLOSE, **fields)
 
+    def place(self, uid: str, market: str, side: str, qty: int, limit: int, leverage: int | None = 10, *,
+              mode: str | None = m.CROSS, **extra: Any) -> dict[str, Any]:
+        """place_order; ``extra``: post_only, expires_ms, reduce_trade_id (leverage / mode None: left out)."""
+        fields: dict[str, Any] = {"user_id": uid, "market": market, "side": side, "qty": qty,
+                                  "limit_price": limit, **extra}
+        if leverage is not None:
+            fields["leverage"] = leverage
+        if mode is not None:
+            fields["margin_mode"] = mode
+        return self.cmd(m.PLACE_ORDER, **fields)
+
+    def place_ok(self, uid: str, market: str, side: str, qty: int, limit: int, leverage: int | None = 10,
+                 **kw: Any) -> Order:
+        """A resting order (asserts it was placed, not filled)."""
+        rep = self.place(uid, market, side, qty, limit, leverage, **kw)
+        assert rep["ok"] and "order" in rep["data"], rep
+        return self.acct(uid).orders[rep["data"]["order"]["id"]]
+
+    def cancel(self, uid: str, order_id: str) -> dict[str, Any]:
+        return self.cmd(m.CANCEL_ORDER, user_id=uid, order_id=order_id)
+
+    def set_tpsl(self, uid: str, trade_id: str, **tpsl: Any) -> dict[str, Any]:
+        """set_tpsl; pass take_profit= / stop_loss= (None clears; a key left out is kept)."""
+        return self.cmd(m.SET_TPSL, user_id=uid, trade_id=trade_id, **tpsl)
+
+    def add_margin(self, uid: str, trade_id: str, amount: int) -> dict[str, Any]:
+        return self.cmd(m.ADD_MARGIN, user_id=uid, trade_id=trade_id, amount=amount)
+
     # -- reading ---------------------------------------------------------------------
+    def order(self, uid: str, order_id: str) -> Order:
+        return self.acct(uid).orders[order_id]
+
+    def ledger(self, uid: str | None = None, **match: Any) -> list[dict[str, Any]]:
+        """Ledger events of every input so far (of one user, and with these field values)."""
+        return [e for e in self.history if e["type"] == m.EV_LEDGER and (uid is None or e["user_id"] == uid)
+                and all(e.get(k) == v for k, v in match.items())]
+
+    def ever(self, typ: str, **match: Any) -> list[dict[str, Any]]:
+        """Events of every input so far with this type (and these field values)."""
+        return [e for e in self.history if e["type"] == typ and all(e.get(k) == v for k, v in match.items())]
+
     @property
     def state(self) -> EngineState:
         return self.engine.state

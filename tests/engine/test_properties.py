@@ -3,12 +3,18 @@
 Each example drives two engines with the same inputs, one with the trigger
 index (production) and one brute force (every trade checked on every tick),
 over 2-4 users and all three markets, with violent moves, wide spreads, funding
-and stale prices. After every input:
+(every 20 s, or hourly with long waits between inputs) and stale prices; users
+open and close at market, place limit orders (post-only, good-till-time,
+reduce-only; resting or marketable), cancel them (their own, someone else's,
+unknown ones), set / change / clear TP and SL, and add margin to trades.
+After every input:
 - the invariants hold (conservation exact, nothing negative);
 - both engines gave the same reply, the same events and the same state bytes;
 - a repeated command id returned its original reply and changed nothing.
-At the end, the state saved at a random step and loaded into a fresh engine
-replays the remaining inputs to the same bytes and the same events.
+At the end, every account's ledger events sum to its balance (each
+``balance_after`` is the running sum), and the state saved at a random step and
+loaded into a fresh engine replays the remaining inputs to the same bytes and
+the same events.
 
 Deterministic: derandomized hypothesis, no example database.
 """
@@ -39,12 +45,21 @@ from tests.engine.kit import BTC, ETH, SOL, Kit, core_bytes, markets_with, resto
 pytestmark = pytest.mark.unit
 
 SYMBOLS = (BTC, ETH, SOL)
-# funding every 20 s so that sequences of a minute or two see several payments
-MARKETS = markets_with(**{s: {"funding_interval_ms": 20_000} for s in SYMBOLS})
+# funding every 20 s so that sequences of a minute or two see several payments;
+# or the real hourly interval, which the "wait" op (up to an hour of silence) crosses
+FUNDING_INTERVALS = (20_000, 3_600_000)
+# SOL's liquidation fee is below its maintenance rate, so an isolated liquidation there
+# hands money back to the balance (which moves the cross equity of its account)
+MARKETS_BY_FUNDING = {
+    iv: markets_with(**{BTC: {"funding_interval_ms": iv}, ETH: {"funding_interval_ms": iv},
+                        SOL: {"funding_interval_ms": iv, "liquidation_fee": 2_000}})
+    for iv in FUNDING_INTERVALS
+}
+MARKETS = MARKETS_BY_FUNDING[20_000]
 BASE = {BTC: 500_000_000, ETH: 30_000_000, SOL: 1_500_000}  # 50,000 / 3,000 / 150
 USERS = ("alice", "bob", "carol", "dave")
 
-PROFILE = settings(derandomize=True, database=None, deadline=None, max_examples=1_000,
+PROFILE = settings(derandomize=True, database=None, deadline=None, max_examples=2_000,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 # ------------------------------------------------------------------ op strategies
@@ -71,11 +86,35 @@ open_op = st.tuples(
     st.sampled_from(["exact", "exact", "exact", "old"]),  # price seen: now, or at the last op
     dt,
 )
-# a tick aimed at an open trade's liquidation price, take-profit or stop-loss, plus an offset
+# a tick aimed at an open trade's liquidation price, take-profit or stop-loss, or at a
+# resting order's limit, plus an offset
 snipe_op = st.tuples(
-    st.just("snipe"), st.integers(0, 1_000), st.sampled_from(["liq", "liq", "tp", "sl"]),
+    st.just("snipe"), st.integers(0, 1_000), st.sampled_from(["liq", "liq", "tp", "sl", "order", "order"]),
     st.one_of(st.integers(-3, 3), st.integers(-30_000, 30_000)), dt,
 )
+place_op = st.tuples(
+    st.just("place"), user, market, st.sampled_from(["long", "short"]),
+    # limit vs the side's touch, bps: negative rests, >= 0 is marketable (crosses the book)
+    st.sampled_from([-2_000, -500, -100, -20, -1, -1, 0, 1, 30]),
+    st.one_of(st.integers(1, 100), st.sampled_from([98, 100, 101, 150])),  # size, % of the balance
+    st.sampled_from([1, 2, 10, 50, 100]),
+    st.sampled_from(["cross", "cross", "isolated"]),
+    st.sampled_from([False, False, False, True]),  # post-only
+    st.sampled_from([None, None, None, 1, 1_000, 20_000, 3_600_000]),  # good for this many ms
+    # reduce-only: None, or (pick of the user's trades, quarters of its qty (5: too much), variant)
+    st.one_of(st.none(), st.none(), st.tuples(st.integers(0, 9), st.integers(1, 5),
+                                              st.sampled_from(["ok", "ok", "ok", "same_side", "other_market"]))),
+    dt,
+)
+# cancel one of the user's orders, someone else's, or an unknown id
+cancel_op = st.tuples(st.just("cancel"), user, st.integers(0, 9), st.sampled_from(["own", "own", "own", "other", "none"]),
+                      dt)
+# TP / SL distance from the entry in bps ("keep": key left out; None: clear; negative: wrong side)
+tpsl_dist = st.sampled_from(["keep", "keep", None, 30, 200, 1_000, 5_000, -50])
+tpsl_op = st.tuples(st.just("tpsl"), user, st.integers(0, 9), tpsl_dist, tpsl_dist, dt)
+margin_op = st.tuples(st.just("margin"), user, st.integers(0, 9), st.sampled_from([1, 5, 30, 100, 101]), dt)
+# a long silence (no input), then a tick of every market: the hourly funding is paid
+wait_op = st.tuples(st.just("wait"), st.sampled_from([60_000, 1_200_000, 3_600_000]))
 close_op = st.tuples(st.just("close"), user, st.integers(0, 9), st.sampled_from([None, None, 1, 2, 3]), dt)
 OPS = {
     "tick": tick_op,
@@ -86,16 +125,23 @@ OPS = {
     "reset": st.tuples(st.just("reset"), user, dt),
     "dup": st.tuples(st.just("dup"), st.integers(0, 10_000), st.booleans(), dt),
     "stale": st.tuples(st.just("stale"), market, dt),
+    "place": place_op,
+    "cancel": cancel_op,
+    "tpsl": tpsl_op,
+    "margin": margin_op,
+    "wait": wait_op,
 }
 # weighted: mostly prices and trading
-op = st.sampled_from(["tick"] * 5 + ["snipe"] * 5 + ["open"] * 6 + ["close"] * 2 + ["create", "reset", "dup", "dup", "stale"]
-                     ).flatmap(OPS.__getitem__)
+op = st.sampled_from(["tick"] * 5 + ["snipe"] * 5 + ["open"] * 5 + ["close"] * 2 + ["place"] * 5
+                     + ["cancel"] * 2 + ["tpsl"] * 2 + ["margin"] * 2
+                     + ["create", "reset", "dup", "dup", "stale", "wait"]).flatmap(OPS.__getitem__)
 scenario = st.tuples(
     st.integers(2, 4),  # users
     st.lists(op, min_size=20, max_size=60),
     st.integers(0, 10_000),  # where the snapshot is taken (mod length)
     st.sampled_from([30_000, 3_600_000]),  # dedup window: short ones expire during the run
     st.sampled_from([50_000_000, 3_000_000]),  # starting balance: $5,000 or a thin $300
+    st.sampled_from(FUNDING_INTERVALS),
 )
 
 
@@ -105,16 +151,20 @@ class Run:
     users: int
     dedup_ms: int
     start: int  # starting balance
+    funding_ms: int = 20_000
+    markets: dict[str, Any] = field(init=False)
     main: Kit = field(init=False)
     brute: Kit = field(init=False)
     prices: dict[str, int] = field(default_factory=lambda: dict(BASE))
+    rates: dict[str, int] = field(default_factory=dict)  # last funding rate sent per market
     commands: list[tuple[dict[str, Any], dict[str, Any]]] = field(default_factory=list)  # msg, reply
     outputs: list[bytes] = field(default_factory=list)  # canonical (reply, events) of each input
 
     def __post_init__(self) -> None:
         kw: dict[str, Any] = {"dedup_window_ms": self.dedup_ms, "starting_balance": self.start}
-        self.main = Kit(MARKETS, **kw)
-        self.brute = Kit(MARKETS, brute_force=True, **kw)
+        self.markets = MARKETS_BY_FUNDING[self.funding_ms]
+        self.main = Kit(self.markets, **kw)
+        self.brute = Kit(self.markets, brute_force=True, **kw)
 
     def feed(self, msg: Any, at: int) -> dict[str, Any] | None:
         """One input to both engines; they must agree on everything."""
@@ -142,6 +192,7 @@ class Run:
         bid, ask = p - half, p + half
         # the mark: around the mid, sometimes outside the book, off the tick grid
         mark = max(1, p + mark_q * half // 2 + digits % 997 - 498)
+        self.rates[sym] = rate
         self.feed({"type": m.TICK, "market": sym, "bid": bid, "ask": ask, "mark": mark,
                    "funding_rate": rate}, at)
 
@@ -168,6 +219,16 @@ class Run:
 
     def snipe(self, pick: int, target: str, offset: int, at: int) -> None:
         st_ = self.main.state
+        if target == "order":  # bid = ask = mark at a resting order's limit (+ offset)
+            orders = [o for uid in sorted(st_.accounts) for o in st_.accounts[uid].orders.values()]
+            if not orders:
+                return
+            order = orders[pick % len(orders)]
+            price = min(max(1, order.limit + offset), BASE[order.market] * 8)
+            self.prices[order.market] = price
+            self.feed({"type": m.TICK, "market": order.market, "bid": price, "ask": price, "mark": price,
+                       "funding_rate": self.rates.get(order.market, 0)}, at)
+            return
         trades = [t for uid in sorted(st_.accounts) for t in st_.accounts[uid].trades.values()]
         if not trades:
             return
@@ -193,7 +254,8 @@ class Run:
             return
         mark = min(max(1, level + offset), BASE[t.market] * 8)
         self.prices[t.market] = mark
-        self.feed({"type": m.TICK, "market": t.market, "bid": mark, "ask": mark, "mark": mark}, at)
+        self.feed({"type": m.TICK, "market": t.market, "bid": mark, "ask": mark, "mark": mark,
+                   "funding_rate": self.rates.get(t.market, 0)}, at)
 
     def close(self, uid: str, pick: int, part: int | None, at: int) -> None:
         acct = self.main.state.accounts.get(uid)
@@ -205,6 +267,107 @@ class Run:
             step = MARKETS[t.market].qty_step
             msg["qty"] = max(step, t.qty * part // 4 // step * step)
         self.command(msg, at)
+
+    def place(self, uid: str, sym: str, side: str, offset: int, pct: int, lev: int, mode: str, post_only: bool,
+              good_for: int | None, reduce: tuple[int, int, str] | None, at: int) -> None:
+        acct = self.main.state.accounts.get(uid)
+        msg: dict[str, Any] = {"type": m.PLACE_ORDER, "user_id": uid, "post_only": post_only}
+        if reduce is not None:
+            uid, acct = self._with_trades(uid)
+            msg["user_id"] = uid
+            trades = list(acct.trades.values()) if acct else []
+            if not trades:
+                msg["reduce_trade_id"] = "no-such-trade"
+                qty = self.markets[sym].qty_step
+            else:
+                t = trades[reduce[0] % len(trades)]
+                quarters, variant = reduce[1], reduce[2]
+                step = self.markets[t.market].qty_step
+                msg["reduce_trade_id"] = t.id
+                side = m.SIDE_NAMES[t.side if variant == "same_side" else -t.side]
+                qty = max(step, t.qty * quarters // 4 // step * step)
+                if variant == "other_market":  # refused: a reduce-only order lives in its trade's market
+                    sym = SYMBOLS[(SYMBOLS.index(t.market) + 1) % 3]
+                    step = self.markets[sym].qty_step
+                    qty = max(step, qty // step * step)
+                else:
+                    sym = t.market
+        spec = self.markets[sym]
+        s = 1 if side == "long" else -1
+        px = self.main.state.prices.get(sym)
+        touch = (px.ask if s > 0 else px.bid) if px else self.prices[sym]
+        limit = touch * (10_000 + s * offset) // 10_000
+        # onto the tick grid, on the passive side of the exact figure (a buy rounds down)
+        limit = max(spec.tick_size, (limit // spec.tick_size + (1 if s < 0 and limit % spec.tick_size else 0))
+                    * spec.tick_size)
+        if reduce is None:
+            cost = spec.qty_step * limit / 1e8 * (1 / lev + spec.maker_fee / 1e6)
+            qty = max(1, int((acct.balance if acct else 0) * pct / 100 / cost)) * spec.qty_step
+            msg.update(leverage=lev, margin_mode=mode)
+        msg.update(market=sym, side=side, qty=qty, limit_price=limit)
+        if good_for is not None:
+            msg["expires_ms"] = at + good_for
+        self.command(msg, at)
+
+    def cancel(self, uid: str, pick: int, whose: str, at: int) -> None:
+        st_ = self.main.state
+        if whose == "own":
+            acct = st_.accounts.get(uid)
+            ids = list(acct.orders) if acct else []
+        elif whose == "other":
+            ids = [oid for u in sorted(st_.accounts) if u != uid for oid in st_.accounts[u].orders]
+        else:
+            ids = []
+        oid = ids[pick % len(ids)] if ids else "no-such-order"
+        self.command({"type": m.CANCEL_ORDER, "user_id": uid, "order_id": oid}, at)
+
+    def _with_trades(self, uid: str) -> tuple[str, Any]:
+        """The user, or (when they have no open trade) the first user who has one."""
+        accounts = self.main.state.accounts
+        acct = accounts.get(uid)
+        if acct is None or not acct.trades:
+            for other in sorted(accounts):
+                if accounts[other].trades:
+                    return other, accounts[other]
+        return uid, acct
+
+    def _pick_trade(self, uid: str, pick: int) -> tuple[str, Any]:
+        uid, acct = self._with_trades(uid)
+        trades = list(acct.trades.values()) if acct else []
+        return uid, (trades[pick % len(trades)] if trades else None)
+
+    def tpsl(self, uid: str, pick: int, tp: int | str | None, sl: int | str | None, at: int) -> None:
+        uid, t = self._pick_trade(uid, pick)
+        msg: dict[str, Any] = {"type": m.SET_TPSL, "user_id": uid, "trade_id": t.id if t else "no-such-trade"}
+        if t is not None:
+            tick = self.markets[t.market].tick_size
+            for name, d, sign in (("take_profit", tp, 1), ("stop_loss", sl, -1)):
+                if d == "keep":
+                    continue
+                if d is None:
+                    msg[name] = None
+                else:
+                    assert isinstance(d, int)
+                    msg[name] = max(tick, t.entry * (10_000 + sign * t.side * d) // 10_000 // tick * tick)
+        self.command(msg, at)
+
+    def add_margin(self, uid: str, pick: int, pct: int, at: int) -> None:
+        uid, t = self._pick_trade(uid, pick)
+        acct = self.main.state.accounts.get(uid)
+        amount = max(1, (acct.balance if acct else 0) * pct // 100)
+        self.command({"type": m.ADD_MARGIN, "user_id": uid, "trade_id": t.id if t else "no-such-trade",
+                      "amount": amount}, at)
+
+    def check_ledgers(self) -> None:
+        """Every account's ledger events sum to its balance; each balance_after is the running sum."""
+        running: dict[str, int] = {}
+        for e in self.main.history:
+            if e["type"] != m.EV_LEDGER:
+                continue
+            running[e["user_id"]] = running.get(e["user_id"], 0) + e["amount"]
+            assert e["balance_after"] == running[e["user_id"]] >= 0, e
+        for uid, acct in self.main.state.accounts.items():
+            assert running.get(uid, 0) == acct.balance, uid
 
     def duplicate(self, pick: int, same_body: bool, at: int) -> None:
         if not self.commands:
@@ -220,8 +383,9 @@ class Run:
         assert core_bytes(self.main.state) == before
 
 
-def run_scenario(n_users: int, ops: list[tuple[Any, ...]], snap_pick: int, dedup_ms: int, start: int) -> None:
-    r = Run(n_users, dedup_ms, start)
+def run_scenario(n_users: int, ops: list[tuple[Any, ...]], snap_pick: int, dedup_ms: int, start: int,
+                 funding_ms: int = 20_000) -> None:
+    r = Run(n_users, dedup_ms, start, funding_ms)
     now = 1_000
     for sym in SYMBOLS:
         r.feed({"type": m.TICK, "market": sym, "bid": BASE[sym], "ask": BASE[sym], "mark": BASE[sym]}, now)
@@ -249,10 +413,23 @@ def run_scenario(n_users: int, ops: list[tuple[Any, ...]], snap_pick: int, dedup
             r.duplicate(args[0], args[1], now)
         elif kind == "stale":
             r.feed({"type": m.STALE, "market": args[0]}, now)
+        elif kind == "place":
+            uid, *rest = args
+            r.place(USERS[uid % n_users], *rest, now)  # type: ignore[call-arg]
+        elif kind in ("cancel", "tpsl", "margin"):
+            uid, *rest = args
+            fn = {"cancel": r.cancel, "tpsl": r.tpsl, "margin": r.add_margin}[kind]
+            fn(USERS[uid % n_users], *rest, now)  # type: ignore[operator]
+        elif kind == "wait":  # silence, then the feed resumes: each market's tick pays its funding
+            for sym in SYMBOLS:
+                p = r.prices[sym]
+                r.feed({"type": m.TICK, "market": sym, "bid": p, "ask": p, "mark": p,
+                        "funding_rate": r.rates.get(sym, 0) or 12_345}, now)
+    r.check_ledgers()
     if snapshot is None:
         snapshot, replay_from = r.main.snapshot_bytes(), len(r.main.log)
     # a fresh engine over the snapshot replays the rest to the same bytes and outputs
-    again = restore(EngineState.from_snapshot(m.decode(snapshot)), MARKETS, dedup_window_ms=dedup_ms,
+    again = restore(EngineState.from_snapshot(m.decode(snapshot)), r.markets, dedup_window_ms=dedup_ms,
                     starting_balance=start)
     assert state_bytes(again.state) == snapshot
     outputs = []

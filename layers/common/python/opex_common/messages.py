@@ -23,6 +23,7 @@ CANCEL_ORDER = "cancel_order"
 SET_TPSL = "set_tpsl"
 ADD_MARGIN = "add_margin"
 TICK = "tick"
+AUDIT = "audit"  # operator read of a shard's balances and totals (no user, no state change)
 STALE = "stale"
 USER_COMMANDS = frozenset({CREATE_ACCOUNT, OPEN, CLOSE, RESET_ACCOUNT, PLACE_ORDER, CANCEL_ORDER, SET_TPSL,
                            ADD_MARGIN})
