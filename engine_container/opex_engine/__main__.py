@@ -7,6 +7,7 @@
   health [--shard N]   exit 0 if the shard's heartbeat is fresh (container health check)
   reset-user USER_ID   close a user's trades at the mark and restore the starting balance
   status               print every shard's status
+  check [--timeout S]  invariant checker: ledger rebuilds every balance; conservation; no negatives
   stack [--api-port P] [--ws-port P]   run the whole platform locally (make run)
 """
 
@@ -51,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     p_reset = sub.add_parser("reset-user", help="close a user's trades and restore the starting balance")
     p_reset.add_argument("user_id")
     sub.add_parser("status", help="print every shard's status")
+    p_check = sub.add_parser("check", help="rebuild balances from the ledger and compare with the engine")
+    p_check.add_argument("--timeout", type=float, default=30.0)
     args = parser.parse_args(argv)
 
     settings = get_settings()
@@ -69,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "history":
         _entry("opex_engine.history.writer:main_history")()
         return 0
+    if args.cmd == "check":
+        from .checker import main as check_main
+
+        return check_main(settings, args.timeout)
     client = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=5)
     if args.cmd == "health":
         raw = client.get(settings.keys.engine_status(args.shard))
