@@ -12,9 +12,9 @@ if [ -f frontend/package.json ]; then
   (cd frontend && npm test --silent)
 fi
 
+echo "== e2e: whole paths through real processes (and the browser when tests/e2e exists)"
 if [ -d tests/e2e ] && ls tests/e2e/test_*.py >/dev/null 2>&1; then
-  echo "== e2e: the local stack in a real browser"
   scripts/ensure-chromium.sh
   (cd frontend && npm run build --silent)
-  $PY -m pytest -q -m e2e tests/e2e
 fi
+$PY -m pytest -q -m e2e tests

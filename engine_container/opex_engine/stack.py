@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     for child in children:
         child.proc = subprocess.Popen(child.argv, env=env, cwd=ROOT)
-        log.info("started", extra={"process": child.name, "pid": child.proc.pid})
+        log.info("started", extra={"proc": child.name, "pid": child.proc.pid})
     log.info("Opex is up", extra={"app": f"http://127.0.0.1:{args.api_port}",
                                    "api": f"http://127.0.0.1:{args.api_port}/api/v1",
                                    "websocket": f"ws://127.0.0.1:{args.ws_port}"})
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
                 assert child.proc is not None
                 rc = child.proc.poll()
                 if rc is not None:
-                    log.error("process exited; stopping the stack", extra={"process": child.name, "code": rc})
+                    log.error("process exited; stopping the stack", extra={"proc": child.name, "code": rc})
                     stopping, code = True, 1
                     break
             time.sleep(0.5)

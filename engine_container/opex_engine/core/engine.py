@@ -248,6 +248,8 @@ class Engine(OrdersMixin):
         uid = _str_field(msg, "user_id")
         st = self.state
         if uid in st.accounts:
+            # republish the read model (no state change): heals a read model lost from Redis
+            self.touched.add(uid)
             return m.reply(cid, m.CONFLICT, "account already exists", {"balance": st.accounts[uid].balance})
         acct = Account(uid, 0, self.starting_balance, st.clock_ms)
         st.accounts[uid] = acct

@@ -79,5 +79,9 @@ class Keys:
         """Set of every live connection id."""
         return f"{self.prefix}:ws:conns"
 
+    def ws_changes_channel(self) -> str:
+        """Pub/sub: the ws handlers announce registry changes so the pusher refreshes at once."""
+        return f"{self.prefix}:ws:changes"
+
     def rate_limit(self, scope: str, client: str) -> str:
         return f"{self.prefix}:rl:{scope}:{client}"

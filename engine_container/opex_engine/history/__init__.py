@@ -1,0 +1,1 @@
+"""The history writer: engine events -> Postgres (closed trades, ledger, funding, insurance)."""

@@ -1,0 +1,2 @@
+"""The WebSocket pusher: live prices and account updates to API Gateway
+WebSocket connections (docs/websocket.md)."""

@@ -1,0 +1,1 @@
+"""Opex REST API: a FastAPI app served by Mangum in Lambda and by uvicorn locally."""

@@ -1,0 +1,95 @@
+"""Open and close trades, list open and closed trades (api-v1)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+
+from opex_common import messages, views
+
+from ..deps import (
+    CurrentAccount,
+    CurrentUser,
+    DbDep,
+    EngineDep,
+    IdempotencyKey,
+    SessionForCommand,
+    SettingsDep,
+    command_id,
+)
+from ..observability import count
+from ..schemas import (
+    AUTH_ERRORS,
+    BODY_ERRORS,
+    ClosedTradesOut,
+    CloseTradeBody,
+    CloseTradeOut,
+    ErrorOut,
+    OpenTradeBody,
+    OpenTradeOut,
+    OpenTradesOut,
+)
+from ..services import history, trading
+
+router = APIRouter(prefix="/trade", tags=["trades"])
+
+_ENGINE_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "no such trade (or not yours)"},
+    409: {"model": ErrorOut, "description": "refused: slippage, insufficient balance, stale or missing price"},
+}
+
+
+@router.post("/open", response_model=OpenTradeOut, responses={**_ENGINE_ERRORS, **BODY_ERRORS, **AUTH_ERRORS})
+async def open_trade(body: OpenTradeBody, user: SessionForCommand, engine: EngineDep, settings: SettingsDep,
+                     idempotency_key: IdempotencyKey) -> dict[str, Any]:
+    """Open a market trade: fills at the ask (long) or bid (short) if that is
+    within ``slippage`` basis points of ``openPrice``; otherwise 409.
+
+    Send an ``Idempotency-Key`` header to make a retry (after a 503) apply once."""
+    data = await trading.open_trade(engine, settings, user, body, command_id(user, messages.OPEN, idempotency_key))
+    account, order = data["account"], data["order"]
+    count("TradeOpened")
+    return {"message": "Order placed", "order": order, "orderId": order["id"],
+            "openOrders": views.open_orders(account), "usdBalance": views.usd_balance(account)}
+
+
+@router.get("/open", response_model=OpenTradesOut, responses=AUTH_ERRORS)
+async def open_trades(current: CurrentAccount) -> dict[str, Any]:
+    """The user's open trades (GET /account adds marks, PnL and liquidation prices)."""
+    return {"message": "Open trades", "trades": views.open_orders(current.account)}
+
+
+@router.post("/close", response_model=CloseTradeOut, responses={**_ENGINE_ERRORS, **BODY_ERRORS, **AUTH_ERRORS})
+async def close_trade(body: CloseTradeBody, user: SessionForCommand, engine: EngineDep,
+                      idempotency_key: IdempotencyKey) -> dict[str, Any]:
+    """Close a trade at the bid (long) or ask (short); with ``quantity``, only
+    that much of it. Closing a trade that is already closed succeeds with
+    ``message: "Trade already closed"``."""
+    data = await trading.close_trade(engine, user, body, command_id(user, messages.CLOSE, idempotency_key))
+    account = data["account"]
+    closed = None
+    if "close_price" in data:
+        closed = {"closePrice": data["close_price"], "quantity": views.qty_number(data["closed_qty"]),
+                  "pnl": data["pnl"], "fee": data["fee"],
+                  "remaining_quantity": views.qty_number(data["remaining_qty"]), "decimal": views.DECIMAL}
+        count("TradeClosed")
+    message = "Trade already closed" if closed is None else (
+        "Trade closed" if data["remaining_qty"] == 0 else "Trade partially closed")
+    return {"message": message, "openOrders": views.open_orders(account),
+            "usdBalance": views.usd_balance(account), "closed": closed}
+
+
+@router.get("/closed", response_model=ClosedTradesOut, responses=AUTH_ERRORS)
+async def closed_trades(
+    user: CurrentUser,
+    db: DbDep,
+    settings: SettingsDep,
+    limit: Annotated[int | None, Query(ge=1, le=1000, description="page size (default 200)")] = None,
+    before: Annotated[int | None, Query(ge=1, le=2**62, description="`next` of the previous page")] = None,
+) -> dict[str, Any]:
+    """Closed trades (full and partial closes, take-profits, stop-losses,
+    liquidations), newest first. History is written a moment after the close."""
+    trades, next_cursor = await history.closed_trades(
+        db, user.user_id, limit or settings.closed_trades_default_limit, before)
+    return {"trades": trades, "next": next_cursor}

@@ -1,0 +1,1 @@
+"""What the routes do, behind them: users, the engine, market data, history."""

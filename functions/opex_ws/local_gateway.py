@@ -1,0 +1,411 @@
+"""A local stand-in for an API Gateway WebSocket API, for the local stack and tests.
+
+    python -m opex_ws.local_gateway --host 127.0.0.1 --port 8001
+
+What it does, as API Gateway does:
+
+- accepts WebSocket clients; for each upgrade it calls the handler with a
+  ``$connect`` event (headers incl. Cookie, ``queryStringParameters``,
+  ``requestContext`` with ``connectionId``, ``requestId``, ``connectedAt``...)
+  and refuses the upgrade with the handler's status code unless it is 2xx;
+- calls the handler for each client frame, with the route chosen by the
+  route selection expression ``$request.body.type`` (falling back to
+  ``$default``; only ``$default`` is configured, as in infra/api_stack.py),
+  and with ``$disconnect`` when the socket closes, whoever closed it;
+- closes idle connections (10 minutes) and old ones (2 hours) like API Gateway;
+- serves the @connections management API on the same port:
+  ``POST /@connections/{id}`` (send the body to the client),
+  ``GET`` (connection info), ``DELETE`` (close it); an unknown id answers
+  410 with ``x-amzn-ErrorType: GoneException``, which boto3 raises as
+  ``GoneException``. SigV4 signatures are not checked.
+
+So the pusher and the handlers use boto3's ``apigatewaymanagementapi`` client
+unchanged, with ``WS_CALLBACK_URL=http://127.0.0.1:8001``.
+
+Why aiohttp and not the ``websockets`` server: websockets' HTTP parser only
+accepts GET (the upgrade), so it cannot also serve the POST/DELETE of the
+management API on the same port; aiohttp serves both on one event loop.
+The handler runs in a thread pool (it is synchronous, like a Lambda), so a
+slow invocation never stalls the other connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import contextlib
+import logging
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib import import_module
+from typing import Any
+
+import orjson
+from aiohttp import WSMsgType, web
+
+log = logging.getLogger("opex.ws.gateway")
+
+Handler = Callable[[dict[str, Any], Any], Any]
+MAX_MESSAGE_BYTES = 128 * 1024  # API Gateway's WebSocket message limit
+CONNECT, DISCONNECT, DEFAULT = "$connect", "$disconnect", "$default"
+
+
+def new_id() -> str:
+    """An id shaped like API Gateway's (``BFHPhfCWIAMCKlQ=``), safe in a URL path."""
+    return base64.urlsafe_b64encode(os.urandom(11)).decode()
+
+
+def _ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _request_time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).strftime("%d/%b/%Y:%H:%M:%S +0000")
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class LocalLambdaContext:
+    """What Powertools reads from a Lambda context."""
+
+    function_name = "opex-ws-local"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:local:000000000000:function:opex-ws-local"
+    memory_limit_in_mb = 512
+    log_group_name = "/aws/lambda/opex-ws-local"
+    log_stream_name = "local"
+
+    def __init__(self, timeout_s: float = 10.0) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+        self._deadline = time.monotonic() + timeout_s
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.monotonic()) * 1000))
+
+
+@dataclass
+class LocalConnection:
+    connection_id: str
+    ws: web.WebSocketResponse
+    connected_at: int
+    source_ip: str
+    user_agent: str | None
+    last_active_at: int = field(default_factory=_ms)
+
+
+class LocalGateway:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        stage: str = "local",
+        api_id: str = "local",
+        workers: int = 32,
+        idle_timeout_s: float = 600.0,
+        max_lifetime_s: float = 7200.0,
+        send_timeout_s: float = 5.0,
+        route_keys: tuple[str, ...] = (CONNECT, DISCONNECT, DEFAULT),
+        route_responses: bool = False,
+    ) -> None:
+        self.handler = handler
+        self.stage = stage
+        self.api_id = api_id
+        self.idle_timeout_s = idle_timeout_s
+        self.max_lifetime_s = max_lifetime_s
+        self.send_timeout_s = send_timeout_s
+        self.route_keys = frozenset(route_keys)
+        self.route_responses = route_responses
+        self.connections: dict[str, LocalConnection] = {}
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ws-lambda")
+
+    # ------------------------------------------------------------------ app
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_MESSAGE_BYTES + 1024)
+        for prefix in ("", "/{stage}"):
+            path = prefix + "/@connections/{connection_id}"
+            app.router.add_post(path, self.post_to_connection)
+            app.router.add_get(path, self.get_connection)
+            app.router.add_delete(path, self.delete_connection)
+        app.router.add_get("/{tail:.*}", self.websocket)
+        app.on_shutdown.append(self._close_all)
+        return app
+
+    async def _close_all(self, _app: web.Application) -> None:
+        await asyncio.gather(*(c.ws.close(code=1001, message=b"Going away")
+                               for c in list(self.connections.values())), return_exceptions=True)
+
+    # ------------------------------------------------------------------ events
+    def _context(self, request: web.Request, route: str, event_type: str, connection_id: str,
+                 connected_at: int, source_ip: str, user_agent: str | None) -> dict[str, Any]:
+        now = _ms()
+        request_id = new_id()
+        identity: dict[str, Any] = {"sourceIp": source_ip}
+        if user_agent:
+            identity["userAgent"] = user_agent
+        return {
+            "routeKey": route,
+            "eventType": event_type,
+            "extendedRequestId": request_id,
+            "requestTime": _request_time(now),
+            "messageDirection": "IN",
+            "stage": self.stage,
+            "connectedAt": connected_at,
+            "requestTimeEpoch": now,
+            "identity": identity,
+            "requestId": request_id,
+            "domainName": request.host.split(":", 1)[0],
+            "connectionId": connection_id,
+            "apiId": self.api_id,
+        }
+
+    def connect_event(self, request: web.Request, connection_id: str, connected_at: int) -> dict[str, Any]:
+        headers: dict[str, str] = {}
+        multi: dict[str, list[str]] = {}
+        for key, value in request.headers.items():
+            headers[key] = value
+            multi.setdefault(key, []).append(value)
+        event: dict[str, Any] = {
+            "headers": headers,
+            "multiValueHeaders": multi,
+            "requestContext": self._context(request, CONNECT, "CONNECT", connection_id, connected_at,
+                                            _source_ip(request), request.headers.get("User-Agent")),
+            "isBase64Encoded": False,
+        }
+        if request.query:
+            event["queryStringParameters"] = {k: v for k, v in request.query.items()}
+            event["multiValueQueryStringParameters"] = {k: request.query.getall(k) for k in request.query}
+        return event
+
+    def message_event(self, request: web.Request, conn: LocalConnection, body: str,
+                      is_base64: bool) -> dict[str, Any]:
+        ctx = self._context(request, self.select_route(body, is_base64), "MESSAGE", conn.connection_id,
+                            conn.connected_at, conn.source_ip, conn.user_agent)
+        ctx["messageId"] = new_id()
+        return {"requestContext": ctx, "body": body, "isBase64Encoded": is_base64}
+
+    def disconnect_event(self, request: web.Request, conn: LocalConnection, code: int,
+                         reason: str) -> dict[str, Any]:
+        host = request.host.split(":", 1)[0]
+        headers = {"Host": host, "x-api-key": "", "X-Forwarded-For": "", "x-restapi": ""}
+        ctx = self._context(request, DISCONNECT, "DISCONNECT", conn.connection_id, conn.connected_at,
+                            conn.source_ip, conn.user_agent)
+        ctx["disconnectStatusCode"] = code
+        ctx["disconnectReason"] = reason
+        return {"headers": headers, "multiValueHeaders": {k: [v] for k, v in headers.items()},
+                "requestContext": ctx, "isBase64Encoded": False}
+
+    def select_route(self, body: str, is_base64: bool) -> str:
+        """``$request.body.type``: a configured route of that name, else $default."""
+        if is_base64 or not self.route_keys - {CONNECT, DISCONNECT, DEFAULT}:
+            return DEFAULT
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return DEFAULT
+        kind = data.get("type") if isinstance(data, dict) else None
+        if isinstance(kind, str) and kind in self.route_keys and kind not in (CONNECT, DISCONNECT):
+            return kind
+        return DEFAULT
+
+    async def invoke(self, event: dict[str, Any]) -> dict[str, Any]:
+        """Call the handler in the pool; an exception is a 500, as from a failed Lambda."""
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(self.pool, self.handler, event, LocalLambdaContext())
+        except Exception:
+            log.exception("handler failed", extra={"route": event["requestContext"]["routeKey"]})
+            return {"statusCode": 500, "body": "Internal server error", "failed": True}
+        return result if isinstance(result, dict) else {"statusCode": 200}
+
+    # ------------------------------------------------------------------ the socket
+    async def websocket(self, request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return web.Response(status=426, text="this is a WebSocket endpoint", headers={"Upgrade": "websocket"})
+        connection_id, connected_at = new_id(), _ms()
+        result = await self.invoke(self.connect_event(request, connection_id, connected_at))
+        status = result.get("statusCode", 200)
+        if not isinstance(status, int) or not 200 <= status < 300:
+            status = status if isinstance(status, int) and 400 <= status < 600 else 500
+            body = result.get("body")
+            return web.Response(status=status, text=body if isinstance(body, str) else None)
+        protocols: tuple[str, ...] = ()
+        headers = result.get("headers")
+        if isinstance(headers, dict):
+            chosen = {k.lower(): v for k, v in headers.items()}.get("sec-websocket-protocol")
+            protocols = (chosen,) if isinstance(chosen, str) else ()
+        ws = web.WebSocketResponse(protocols=protocols, autoping=True, max_msg_size=MAX_MESSAGE_BYTES,
+                                   compress=False)
+        await ws.prepare(request)
+        conn = LocalConnection(connection_id, ws, connected_at, _source_ip(request),
+                               request.headers.get("User-Agent"))
+        self.connections[connection_id] = conn
+        lifetime = asyncio.get_running_loop().call_later(
+            self.max_lifetime_s, lambda: asyncio.ensure_future(ws.close(code=1001, message=b"Going away")))
+        reason = "Client disconnected"
+        try:
+            while True:
+                try:
+                    msg = await ws.receive(timeout=self.idle_timeout_s or None)
+                except TimeoutError:
+                    reason = "Idle timeout"
+                    await ws.close(code=1001, message=b"Going away")
+                    break
+                if msg.type == WSMsgType.TEXT:
+                    body, is_base64 = msg.data, False
+                elif msg.type == WSMsgType.BINARY:
+                    body, is_base64 = base64.b64encode(msg.data).decode(), True
+                else:  # CLOSE, CLOSING, CLOSED, ERROR (e.g. a frame over the size limit)
+                    if msg.type == WSMsgType.ERROR:
+                        reason = f"Error: {msg.data}"
+                    break
+                conn.last_active_at = _ms()
+                await self._message(request, conn, body, is_base64)
+        finally:
+            lifetime.cancel()
+            self.connections.pop(connection_id, None)
+            if not ws.closed:
+                await ws.close()
+            code = ws.close_code if ws.close_code is not None else 1006
+            await self.invoke(self.disconnect_event(request, conn, code, reason))
+        return ws
+
+    async def _message(self, request: web.Request, conn: LocalConnection, body: str, is_base64: bool) -> None:
+        event = self.message_event(request, conn, body, is_base64)
+        result = await self.invoke(event)
+        if result.get("failed"):
+            # what API Gateway sends when the integration fails
+            payload = {"message": "Internal server error", "connectionId": conn.connection_id,
+                       "requestId": event["requestContext"]["requestId"]}
+            with contextlib.suppress(Exception):
+                await conn.ws.send_str(orjson.dumps(payload).decode())
+        elif self.route_responses and isinstance(result.get("body"), str):
+            with contextlib.suppress(Exception):
+                await conn.ws.send_str(result["body"])
+
+    # ------------------------------------------------------------------ @connections
+    def _live(self, request: web.Request) -> LocalConnection | None:
+        stage = request.match_info.get("stage")
+        if stage is not None and stage != self.stage:
+            return None
+        conn = self.connections.get(request.match_info["connection_id"])
+        if conn is None or conn.ws.closed:
+            return None
+        return conn
+
+    @staticmethod
+    def _error(status: int, error_type: str, message: str | None = None) -> web.Response:
+        return web.json_response({"message": message}, status=status,
+                                 headers={"x-amzn-ErrorType": error_type, "x-amzn-RequestId": str(uuid.uuid4())})
+
+    async def post_to_connection(self, request: web.Request) -> web.Response:
+        conn = self._live(request)
+        if conn is None:
+            return self._error(410, "GoneException")
+        data = await request.read()
+        if len(data) > MAX_MESSAGE_BYTES:
+            return self._error(413, "PayloadTooLargeException", "Message too long")
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = None
+        try:
+            send = conn.ws.send_str(text) if text is not None else conn.ws.send_bytes(data)
+            await asyncio.wait_for(send, self.send_timeout_s)
+        except TimeoutError:
+            # a client that does not read: API Gateway would drop it too
+            await conn.ws.close(code=1008, message=b"Slow consumer")
+            return self._error(410, "GoneException")
+        except (ConnectionError, RuntimeError):
+            return self._error(410, "GoneException")
+        return web.Response(status=200)
+
+    async def get_connection(self, request: web.Request) -> web.Response:
+        conn = self._live(request)
+        if conn is None:
+            return self._error(410, "GoneException")
+        identity: dict[str, Any] = {"sourceIp": conn.source_ip}
+        if conn.user_agent:
+            identity["userAgent"] = conn.user_agent
+        return web.json_response({"connectedAt": _iso(conn.connected_at), "identity": identity,
+                                  "lastActiveAt": _iso(conn.last_active_at)})
+
+    async def delete_connection(self, request: web.Request) -> web.Response:
+        conn = self._live(request)
+        if conn is None:
+            return self._error(410, "GoneException")
+        await conn.ws.close(code=1000, message=b"")
+        return web.Response(status=204)
+
+
+def _source_ip(request: web.Request) -> str:
+    return request.remote or "127.0.0.1"
+
+
+def load_handler(path: str) -> Handler:
+    module, _, name = path.partition(":")
+    return getattr(import_module(module), name or "handler")  # type: ignore[no-any-return]
+
+
+async def serve(gateway: LocalGateway, host: str, port: int, stop: asyncio.Event) -> None:
+    runner = web.AppRunner(gateway.application(), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, backlog=2048, reuse_address=True)
+    await site.start()
+    log.info("local WebSocket gateway listening",
+             extra={"url": f"ws://{host}:{port}", "callback_url": f"http://{host}:{port}",
+                    "WS_CALLBACK_URL": os.environ.get("WS_CALLBACK_URL")})
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        gateway.pool.shutdown(wait=True, cancel_futures=False)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m opex_ws.local_gateway", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=int(os.environ.get("WS_PORT", "8001")))
+    parser.add_argument("--handler", default="opex_ws.handler:handler", help="module:function to call")
+    parser.add_argument("--stage", default="local")
+    parser.add_argument("--workers", type=int, default=32, help="handler invocations at once")
+    parser.add_argument("--idle-timeout-s", type=float, default=600.0, help="0: never")
+    parser.add_argument("--max-lifetime-s", type=float, default=7200.0)
+    args = parser.parse_args(argv)
+
+    from opex_common.logs import setup_logging
+
+    setup_logging("opex-ws-gateway")
+    gateway = LocalGateway(load_handler(args.handler), stage=args.stage, workers=args.workers,
+                           idle_timeout_s=args.idle_timeout_s, max_lifetime_s=args.max_lifetime_s)
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(gateway, args.host, args.port, stop)
+
+    try:
+        import uvloop
+
+        loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop comes with uvicorn[standard]
+        loop_factory = None
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        runner.run(run())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
