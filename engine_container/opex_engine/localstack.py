@@ -8,6 +8,7 @@ talks to it unchanged.
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -47,6 +48,14 @@ class MongoWireServer:
 def start_mongo_wire(data_dir: Path, port: int | None = None, timeout_s: float = 20.0) -> MongoWireServer:
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
+    pid_file = data_dir / "nx-27017.pid"
+    if pid_file.exists():
+        # nx-27017 refuses to start while its pid file exists, even when that
+        # process is long gone (an earlier stack killed hard): clear it if stale
+        try:
+            os.kill(int(pid_file.read_text().strip() or 0), 0)
+        except (ValueError, ProcessLookupError, PermissionError):
+            pid_file.unlink(missing_ok=True)
     exe = Path(sys.executable).with_name("nx-27017")
     cmd = [str(exe) if exe.exists() else "nx-27017", "--data-dir", str(data_dir), "--host", "127.0.0.1",
            "-p", str(port), "--log-file", str(data_dir / "nx-27017.log"),

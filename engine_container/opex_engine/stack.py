@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     env.setdefault("JWT_SECRET", _local_jwt_secret())
     env.setdefault("WS_CALLBACK_URL", f"http://127.0.0.1:{args.ws_port}")
     env.setdefault("WS_PUBLIC_URL", f"ws://127.0.0.1:{args.ws_port}")
+    env.setdefault("FRONTEND_DIST", str(ROOT / "frontend" / "dist"))  # the API serves the built SPA at /
     env["PYTHONPATH"] = _pythonpath() + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     mongo: MongoWireServer | None = None
     if not env.get("MONGO_URL"):
