@@ -99,7 +99,8 @@ class EngineRuntime:
         self._last_snapshot_at = time.monotonic()
         self._last_status_at = 0.0
         self._bad = RateLimitedLog(log)
-        self._push_replies = self.redis.register_script(PUSH_REPLIES_LUA)
+        self._pending: list[tuple[Any, ...]] | None = None  # a batch's output not yet published
+        self._resync = False
 
     # ------------------------------------------------------------------ boot
     def boot(self) -> None:
@@ -138,19 +139,28 @@ class EngineRuntime:
         self._stop = True
 
     def run(self) -> None:
-        backoff = 0.1
+        backoff = 0.05
         while not self._stop:
             try:
                 self._step()
-                backoff = 0.1
+                backoff = 0.05
             except (RedisConnectionError, TimeoutError, OSError) as exc:
+                # Whatever Redis delivered on the lost connection may not have
+                # reached us: re-point the group at the last entry we applied
+                # (as boot does) once the pending output is published.
+                self._resync = True
                 log.error("redis unavailable; retrying", extra={"shard": self.shard, "error": str(exc),
                                                                "retry_in_s": backoff})
                 time.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
+                backoff = min(backoff * 2, 1.0)
         self.shutdown()
 
     def _step(self) -> None:
+        if self._pending is not None:
+            self._flush()  # a batch applied in memory is published before anything else is read
+        if self._resync:
+            self.redis.xgroup_setid(self.stream, GROUP, id=self.engine.state.last_id)
+            self._resync = False
         batch = self.settings.engine_batch
         resp = self.redis.xreadgroup(GROUP, CONSUMER, {self.stream: ">"}, count=batch,
                                      block=self.settings.engine_block_ms)
@@ -199,15 +209,18 @@ class EngineRuntime:
         self._publish(replies, events, ids)
 
     def _publish(self, replies: list[dict[str, Any]], events: list[dict[str, Any]], ids: list[bytes]) -> None:
-        """One pipeline, a handful of commands per batch whatever its size:
-        MSET of the changed read models, one PUBLISH of them for the pusher,
-        one script call that pushes every reply, one XADD of the events and
-        the XACK. Read models go first so that a client holding its reply
-        reads its new state."""
+        """Publish a batch's output: MSET of the changed read models, one
+        PUBLISH of them for the pusher, one script call that pushes every
+        reply, one XADD of the events and the XACK, in one MULTI/EXEC (all or
+        nothing). Read models go first so that a client holding its reply
+        reads its new state. The commands are kept until Redis has taken them:
+        if it fails mid-way the same output is retried before anything new is
+        read (a retry may re-send replies and events; both are deduplicated
+        downstream by id)."""
         engine = self.engine
         keys = self.keys
         dumps = orjson.dumps
-        pipe = self.redis.pipeline(transaction=False)
+        cmds: list[tuple[Any, ...]] = []
         touched = engine.touched
         views: dict[str, dict[str, Any]] = {}
         if touched:
@@ -217,19 +230,19 @@ class EngineRuntime:
                 if uid is not None and uid in touched:
                     by_user.setdefault(uid, []).append(ev)
             accounts = engine.state.accounts
-            models: dict[str, bytes] = {}
+            models: list[Any] = []
             live: list[dict[str, Any]] = []
             for uid in sorted(touched):
                 acct = accounts.get(uid)
                 if acct is None:
                     continue
                 view = views[uid] = engine.account_view(acct)
-                models[keys.account(uid)] = dumps(view)
+                models += (keys.account(uid), dumps(view))
                 live.append({"user_id": uid, "account": view, "events": by_user.get(uid, [])})
             engine.touched = set()
             if models:
-                pipe.execute_command("MSET", *[x for kv in models.items() for x in kv])
-                pipe.execute_command("PUBLISH", keys.accounts_channel(), dumps({"accounts": live}))
+                cmds.append(("MSET", *models))
+                cmds.append(("PUBLISH", keys.accounts_channel(), dumps({"accounts": live})))
         if replies:
             # The engine's reply is deterministic and small; the account read
             # model (as of the end of this batch) rides along when it changed.
@@ -241,11 +254,21 @@ class EngineRuntime:
                     rep = {**rep, "data": {**rep["data"], "account": view}}
                 reply_keys.append(keys.reply(rep["id"]))
                 bodies.append(dumps(rep))
-            self._push_replies(keys=reply_keys, args=[*bodies, REPLY_TTL_S], client=pipe)
+            cmds.append(("EVAL", PUSH_REPLIES_LUA, len(reply_keys), *reply_keys, *bodies, REPLY_TTL_S))
         if events:
-            pipe.execute_command("XADD", self.events_stream, "*", m.FIELD, dumps(events))
-        pipe.execute_command("XACK", self.stream, GROUP, *ids)
+            cmds.append(("XADD", self.events_stream, "*", m.FIELD, dumps(events)))
+        cmds.append(("XACK", self.stream, GROUP, *ids))
+        self._pending = cmds
+        self._flush()
+
+    def _flush(self) -> None:
+        cmds = self._pending
+        assert cmds is not None
+        pipe = self.redis.pipeline(transaction=True)
+        for cmd in cmds:
+            pipe.execute_command(*cmd)
         pipe.execute()
+        self._pending = None
 
     # ------------------------------------------------------------------ housekeeping
     def _housekeeping(self) -> None:
@@ -366,6 +389,16 @@ class EngineRuntime:
 
     def shutdown(self) -> None:
         log.info("engine stopping", extra={"shard": self.shard, "last_id": self.engine.state.last_id})
+        if self._pending is not None:
+            try:
+                self._flush()
+            except (RedisError, OSError) as exc:
+                # A snapshot would cover entries whose replies and events never
+                # left: skip it; the next boot replays them from the stream.
+                log.error("stopping with unpublished output; no final snapshot",
+                          extra={"shard": self.shard, "error": str(exc)})
+                self.redis.close()
+                return
         if self.snapshots_enabled and self._ready:
             self.snapshot_now()
         elif self._child is not None:

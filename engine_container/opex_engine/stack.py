@@ -66,7 +66,7 @@ def build_children(settings: Settings, api_port: int, ws_port: int) -> list[Chil
         Child("pusher", [py, "-m", "opex_engine", "pusher"]),
         Child("ws-gateway", [py, "-m", "opex_ws.local_gateway", "--host", "127.0.0.1", "--port", str(ws_port)]),
         Child("api", [py, "-m", "uvicorn", "opex_api.app:app", "--host", "127.0.0.1", "--port", str(api_port),
-                      "--no-access-log", "--workers", os.environ.get("API_WORKERS", "2")]),
+                      "--no-access-log", "--no-proxy-headers", "--workers", os.environ.get("API_WORKERS", "2")]),
     ]
     return children
 

@@ -182,6 +182,15 @@ class WsApp:
 
     async def _message(self, ev: APIGatewayWebSocketEvent, connection_id: str) -> _Outcome:
         registry = self._thread().registry
+        allowed, send_error = await registry.take_message_token(
+            connection_id, self.settings.ws_message_rate_per_s, self.settings.ws_message_burst)
+        if not allowed:
+            _count("WsRateLimited")
+            if send_error:
+                return _Outcome([protocol.error(
+                    "rate_limited", f"too many messages: at most {self.settings.ws_message_rate_per_s:g} a second "
+                                    f"(bursts of {self.settings.ws_message_burst}); this one was ignored")])
+            return _Outcome([])
         try:
             raw = protocol.decode_body(ev.body, bool(ev.get("isBase64Encoded")), self.settings.ws_max_message_bytes)
             msg = protocol.parse(raw, self.markets)

@@ -16,6 +16,8 @@ $connect for the user's set). The pusher's side is
 
 from __future__ import annotations
 
+import time
+
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -65,6 +67,29 @@ class Connection:
     user_id: str
     markets: list[str]
     connected_at: int
+
+
+# Token bucket per connection: returns {allowed, send_error}. The error flag is
+# raised at most once a second so that answers to a flood are not a flood.
+_BUCKET_LUA = """
+local rate = tonumber(ARGV[1]); local burst = tonumber(ARGV[2]); local now = tonumber(ARGV[3])
+local b = redis.call('HMGET', KEYS[1], 't', 'ts', 'e')
+local tokens = tonumber(b[1]) or burst
+local ts = tonumber(b[2]) or now
+local last_error = tonumber(b[3]) or 0
+tokens = math.min(burst, tokens + math.max(0, now - ts) * rate)
+local allowed, send_error = 0, 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  allowed = 1
+elseif now - last_error >= 1 then
+  send_error = 1
+  last_error = now
+end
+redis.call('HSET', KEYS[1], 't', tostring(tokens), 'ts', tostring(now), 'e', tostring(last_error))
+redis.call('EXPIRE', KEYS[1], 120)
+return {allowed, send_error}
+"""
 
 
 class Registry:
@@ -150,6 +175,12 @@ class Registry:
         if dead:
             await self.redis.srem(key, *dead)
         return len(ids) - len(dead)
+
+    async def take_message_token(self, connection_id: str, rate_per_s: float, burst: int) -> tuple[bool, bool]:
+        """(allowed, send_error) for one message of ``connection_id``."""
+        key = f"{self.keys.prefix}:ws:rl:{connection_id}"
+        allowed, send_error = await self.redis.eval(_BUCKET_LUA, 1, key, rate_per_s, burst, f"{time.time():.3f}")
+        return bool(allowed), bool(send_error)
 
 
 def _text(v: bytes | str) -> str:

@@ -252,6 +252,10 @@ class HistoryWriter:
                 self._warn.warning("redis", "Redis unavailable; retrying",
                                    reason=f"{exc.__class__.__name__}: {exc}"[:300], retry_in_s=delay)
                 ready = False
+                # entries delivered on the lost connection are pending for this
+                # consumer: re-read its pending list first instead of waiting
+                # for them to be claimed as abandoned
+                self.cursor = {stream: "0" for stream in self.streams}
                 if await _wait(stop, delay):
                     break
                 delay = min(delay * 2, self.settings.history_max_backoff_s)

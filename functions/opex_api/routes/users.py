@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response, status
@@ -9,7 +11,7 @@ from fastapi import APIRouter, Depends, Response, status
 from opex_common.engine_client import EngineUnavailable
 
 from ..deps import COOKIE_NAME, CurrentUser, DbDep, EngineDep, RedisDep, SettingsDep, rate_limit
-from ..errors import Conflict, Unauthorized
+from ..errors import Conflict, RateLimited, Unauthorized
 from ..observability import count, logger
 from ..schemas import (
     AUTH_ERRORS,
@@ -60,8 +62,19 @@ async def signin(body: SigninBody, response: Response, db: DbDep, engine: Engine
                  settings: SettingsDep) -> dict[str, object]:
     """Check the password and set the session cookie ``jwt`` (httpOnly, SameSite=Lax)."""
     email = users.normalize_email(body.email)
+    # Per-account limit on failed attempts, on top of the per-address one: a
+    # guesser spreading over many addresses still gets only a few tries a minute.
+    window = int(time.time() // 60)
+    fails_key = settings.keys.rate_limit("signin-fail", f"{hashlib.sha256(email.encode()).hexdigest()[:32]}:{window}")
+    failures = int(await redis.get(fails_key) or 0)
+    if failures >= 2 * settings.signin_rate_per_min:
+        raise RateLimited(retry_after_s=max(1, 60 - int(time.time() % 60)))
     user = await users.find_by_email(db, email)
     if not await users.check_password(user, body.password):
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.incr(fails_key)
+            pipe.expire(fails_key, 120)
+            await pipe.execute()
         raise Unauthorized("wrong email or password")
     assert user is not None
     if needs_rehash(user.password_hash):

@@ -1,0 +1,10 @@
+"""Fixtures of the abuse tests (built on tests/conftest.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
