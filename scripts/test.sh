@@ -18,3 +18,8 @@ if [ -d tests/e2e ] && ls tests/e2e/test_*.py >/dev/null 2>&1; then
   (cd frontend && npm run build --silent)
 fi
 $PY -m pytest -q -m e2e tests
+
+echo "== dependency audit (pip-audit, npm audit)"
+# Some packages cannot be checked from this network (see docs/reliability.md);
+# a known vulnerability in one that can be checked still fails the run.
+AUDIT_ALLOW_UNCHECKED=1 scripts/audit.sh

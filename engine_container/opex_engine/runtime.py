@@ -168,6 +168,7 @@ class EngineRuntime:
         if entries:
             self.process(entries)
         if not self._ready and len(entries) < batch:
+            self._publish_read_models()
             self._ready = True
             self.stats.boot_seconds = time.monotonic() - self._boot_started
             log.info("engine ready", extra={"shard": self.shard, "replayed": self.stats.boot_replayed,
@@ -223,7 +224,9 @@ class EngineRuntime:
         cmds: list[tuple[Any, ...]] = []
         touched = engine.touched
         views: dict[str, dict[str, Any]] = {}
-        if touched:
+        # While replaying at boot, read models are written once at the end
+        # (the touched set keeps accumulating), not once per batch.
+        if touched and self._ready:
             by_user: dict[str, list[dict[str, Any]]] = {}
             for ev in events:
                 uid = ev.get("user_id")
@@ -260,6 +263,20 @@ class EngineRuntime:
         cmds.append(("XACK", self.stream, GROUP, *ids))
         self._pending = cmds
         self._flush()
+
+    def _publish_read_models(self) -> None:
+        """Write the read model of every account changed during the boot replay."""
+        engine = self.engine
+        accounts = engine.state.accounts
+        dumps = orjson.dumps
+        uids = sorted(u for u in engine.touched if u in accounts)
+        engine.touched = set()
+        for i in range(0, len(uids), 1000):
+            models: list[Any] = []
+            for uid in uids[i : i + 1000]:
+                models += (self.keys.account(uid), dumps(engine.account_view(accounts[uid])))
+            self._pending = [("MSET", *models)]
+            self._flush()
 
     def _flush(self) -> None:
         cmds = self._pending
