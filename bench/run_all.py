@@ -25,7 +25,7 @@ BENCHES = [
     ("poller", [sys.executable, "bench/bench_poller.py"]),
     ("api", [sys.executable, "bench/bench_api.py"]),
     ("ws", [sys.executable, "bench/bench_ws.py"]),
-    ("frontend", ["node", "frontend/scripts/bundle-size.mjs"]),
+    ("frontend", [sys.executable, "bench/bench_frontend.py"]),
 ]
 
 
@@ -34,7 +34,7 @@ def run_one(name: str, argv: list[str], quick: bool) -> dict[str, Any]:
     if not script.exists():
         return {"status": "missing", "script": argv[1]}
     out = RESULTS / f"{name}.json"
-    cmd = [*argv, out.as_posix()] if name == "frontend" else [*argv, "--out", out.as_posix()]
+    cmd = [*argv, "--out", out.as_posix()]
     if quick and name != "frontend":
         cmd.append("--quick")
     t0 = time.monotonic()
@@ -87,6 +87,14 @@ def markdown(report: dict[str, Any]) -> str:
                         rows.append((str(item["figure"]), str(item["value"]), str(item.get("target", ""))))
         elif b:
             rows.append((f"{name} benchmark", b.get("status", "?"), ""))
+    faults = report.get("faults")
+    if isinstance(faults, dict):
+        for name, f in sorted(faults.items()):
+            if isinstance(f, dict) and "attempted" in f:
+                rows.append((f"Fault: {name} (attempted / acknowledged / lost / duplicated / recover)",
+                             f"{f.get('attempted')} / {f.get('acknowledged')} / {f.get('lost')} / "
+                             f"{f.get('duplicated')} / {f.get('recover_s', f.get('recover_seconds', '?'))} s",
+                             "lost 0, duplicated 0"))
     lines = ["| figure | measured | target / reference |", "|---|---|---|"]
     lines += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     lines.append("")
@@ -152,6 +160,13 @@ def main() -> int:
             continue
         report["benches"][name] = run_one(name, argv, args.quick)
     report["seconds"] = time.monotonic() - t0
+    faults = RESULTS / "faults.json"  # written by the fault tests (make test), merged here
+    if faults.exists():
+        try:
+            data = json.loads(faults.read_text())
+            report["faults"] = data.get("faults", data)
+        except ValueError:
+            pass
     (RESULTS / "latest.json").write_text(json.dumps(report, indent=2))
     chart(report, RESULTS / "latest.png")
     table = markdown(report)
