@@ -40,7 +40,8 @@ Paper trading of BTC, ETH and SOL perpetual futures with simulated dollars.
 TAGS = [
     {"name": "users", "description": "sign-up, sign-in, sessions"},
     {"name": "balance", "description": "api-v1 balances"},
-    {"name": "trades", "description": "open, close and list trades"},
+    {"name": "trades", "description": "open, close and list trades; take-profit / stop-loss; add margin"},
+    {"name": "orders", "description": "resting limit orders: place, list, cancel"},
     {"name": "account", "description": "account health and ledger"},
     {"name": "markets", "description": "markets, live prices, candles"},
     {"name": "websocket", "description": "WebSocket tickets"},

@@ -28,6 +28,9 @@ Price = Annotated[int, Field(strict=True, ge=1, le=MAX_PRICE, description="price
 Quantity = Annotated[float, Field(strict=True, gt=0, le=MAX_QTY,
                                   description="base units, a whole multiple of the market's qty_step")]
 TradeId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$")]
+Amount = Annotated[int, Field(strict=True, ge=1, le=10**15, description="USD, 4-decimal integer")]
+Leverage = Annotated[int, Field(strict=True, ge=1, le=100)]
+EpochMs = Annotated[int, Field(strict=True, ge=1, le=2**53, description="ms since the epoch")]
 Email = Annotated[str, Field(min_length=3, max_length=254, pattern=EMAIL_PATTERN)]
 
 
@@ -72,6 +75,46 @@ class CloseTradeBody(Body):
         {"orderId": "5b0c8a52-3f7e-4d0e-9a55-2f1c7e1a9b10", "quantity": 0.005}]})
     orderId: TradeId
     quantity: Quantity | None = None
+
+
+_EXAMPLE_TRADE_ID = "5b0c8a52-3f7e-4d0e-9a55-2f1c7e1a9b10"
+
+
+class PlaceOrderBody(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+        {"asset": "BTC_USDC_PERP", "type": "long", "quantity": 0.01, "leverage": 10, "limitPrice": 960000000,
+         "decimal": 4, "margin_mode": "cross", "post_only": True, "expires_at": 1798761600000},
+        {"asset": "BTC_USDC_PERP", "type": "short", "quantity": 0.005, "limitPrice": 990000000, "decimal": 4,
+         "reduce_only_trade_id": _EXAMPLE_TRADE_ID}]})
+    asset: Symbol
+    type: Side = Field(description="long = buy (fills when the ask drops to the limit), "
+                                   "short = sell (fills when the bid rises to it)")
+    quantity: Quantity
+    leverage: Leverage | None = Field(default=None, description="required unless reduce-only")
+    limitPrice: Price = Field(description="4-decimal integer, a multiple of the market's tick_size")
+    decimal: Literal[4] = 4
+    margin_mode: MarginMode = "cross"
+    post_only: bool = Field(default=False, strict=True,
+                            description="refuse (409) instead of filling at once as a taker")
+    expires_at: EpochMs | None = Field(default=None, description="good-till-time: cancelled at this time (ms)")
+    reduce_only_trade_id: TradeId | None = Field(
+        default=None, description="reduce-only: closes up to `quantity` of this open trade at the limit "
+                                  "(opposite side, same market); reserves nothing")
+
+
+class TpslBody(Body):
+    # (examples with null are dropped from the OpenAPI document: `{"stop_loss": null}` removes the stop-loss)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"minProperties": 1, "examples": [
+        {"take_profit": 1000000000, "stop_loss": 950000000},
+        {"take_profit": 1010000000}]})
+    take_profit: Price | None = Field(default=None, description="null removes it; left out, it is kept")
+    stop_loss: Price | None = Field(default=None, description="null removes it; left out, it is kept")
+
+
+class AddMarginBody(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"amount": 1000000, "decimal": 4}]})
+    amount: Amount
+    decimal: Literal[4] = 4
 
 
 # ---------------------------------------------------------------------- responses
@@ -182,6 +225,82 @@ class CloseTradeOut(Out):
     closed: ClosedPart | None = None
 
 
+_EXAMPLE_ORDER: dict[str, Any] = {
+    "id": "0f1e2d3c-4b5a-4968-8776-655443322110", "type": "long", "asset": "BTC_USDC_PERP", "quantity": 0.01,
+    "limitPrice": 960000000, "leverage": 10, "margin_mode": "cross", "reserved_margin": 960000,
+    "reserved_fee": 1920, "decimal": 4, "placed_ms": 1764062271792, "createdAt": "2025-11-25T09:17:51.792Z",
+    "expires_at": 1798761600000, "reduce_only": False, "reduce_only_trade_id": None, "status": "open"}
+_EXAMPLE_TRADE: dict[str, Any] = {
+    "id": _EXAMPLE_TRADE_ID, "type": "long", "leverage": 20, "asset": "BTC_USDC_PERP", "margin": 4850050,
+    "quantity": 0.1, "openPrice": 970010000, "decimal": 4, "margin_mode": "isolated", "fees": 48501,
+    "funding": 0, "take_profit": 1000000000, "stop_loss": 950000000, "opened_ms": 1764062271792,
+    "createdAt": "2025-11-25T09:17:51.792Z"}
+
+
+class TradeOut(Order):
+    liquidation_price: int | None = Field(
+        default=None, description="the mark at which this trade is liquidated (cross: other marks held fixed)")
+
+
+class RestingOrder(Out):
+    id: str | None = Field(description="the order id; null when the order filled at once and did not rest")
+    type: Side
+    asset: str
+    quantity: int | float
+    limitPrice: int
+    leverage: int | None = Field(description="null for a reduce-only order")
+    margin_mode: MarginMode
+    reserved_margin: int = Field(description="initial margin held out of the balance until it fills or is cancelled")
+    reserved_fee: int = Field(description="maker fee held out of the balance")
+    decimal: int = 4
+    placed_ms: int | None
+    createdAt: str | None
+    expires_at: int | None = Field(description="good-till-time (ms); null: until cancelled")
+    reduce_only: bool
+    reduce_only_trade_id: str | None
+    status: Literal["open", "filled", "cancelled"] = Field(
+        description="open: resting; filled: it crossed the book when placed and filled at once as a taker; "
+                    "cancelled: the order a cancel removed")
+
+
+class PlaceOrderOut(Out):
+    message: str = Field(examples=["Order placed"])
+    order: RestingOrder
+    usdBalance: UsdBalance
+    trade: OpenedOrder | None = Field(default=None, description="the trade a marketable order opened at once")
+    closed: ClosedPart | None = Field(default=None, description="what a marketable reduce-only order closed at once")
+
+
+class OrdersOut(Out):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"orders": [_EXAMPLE_ORDER]}]})
+    orders: list[RestingOrder]
+
+
+class CancelOrderOut(Out):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "message": "Order cancelled", "usdBalance": {"balance": 50000000, "decimal": 4},
+        "order": {**_EXAMPLE_ORDER, "reserved_margin": 0, "reserved_fee": 0, "status": "cancelled"}}]})
+    message: str = Field(examples=["Order cancelled"])
+    usdBalance: UsdBalance
+    order: RestingOrder | None = None
+
+
+class TpslOut(Out):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "message": "Take-profit / stop-loss updated", "order": _EXAMPLE_TRADE}]})
+    message: str = Field(examples=["Take-profit / stop-loss updated"])
+    order: Order
+
+
+class AddMarginOut(Out):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "message": "Margin added", "order": {**_EXAMPLE_TRADE, "margin": 5850050, "liquidation_price": 932701250},
+        "usdBalance": {"balance": 43101449, "decimal": 4}}]})
+    message: str = Field(examples=["Margin added"])
+    order: TradeOut
+    usdBalance: UsdBalance
+
+
 class ClosedTrade(Out):
     id: str = Field(description="the trade (order) id")
     closeId: str = Field(description="unique id of this close (a trade closed in parts has several)")
@@ -261,9 +380,11 @@ class AccountOut(Out):
     fees_paid: int
     funding_paid: int
     decimal: int = 4
+    reserved: int = Field(description="margin + fee held by resting orders: out of the balance, not in equity")
+    margin_warning: bool = Field(description="the cross margin ratio reached 80% (cleared below 70%)")
     version: int
     trades: list[AccountTrade]
-    orders: list[dict[str, Any]]
+    orders: list[RestingOrder]
 
 
 class AccountEnvelope(Out):

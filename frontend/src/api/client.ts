@@ -79,7 +79,7 @@ function defaultMessage(status: number): string {
 }
 
 export interface RequestOptions {
-  method?: "GET" | "POST" | "DELETE";
+  method?: "GET" | "POST" | "PUT" | "DELETE";
   body?: unknown;
   query?: Record<string, string | number | undefined | null>;
   signal?: AbortSignal;

@@ -2,15 +2,21 @@
 
 import { request } from "./client";
 import type {
+  CancelOrderReply,
   CloseTradeReply,
   OpenTradeBody,
   OpenTradeReply,
+  PlaceOrderBody,
+  PlaceOrderReply,
+  TpslBody,
+  TradeReply,
   WireAccount,
   WireCandles,
   WireClosedTrade,
   WireConfig,
   WireLedgerPage,
   WireMarket,
+  WireRestingOrder,
   WireUser,
 } from "./types";
 
@@ -40,6 +46,14 @@ export const api = {
       method: "POST",
       body: quantity === undefined ? { orderId } : { orderId, quantity },
     }),
+  placeOrder: (body: PlaceOrderBody) => request<PlaceOrderReply>("/orders", { method: "POST", body }),
+  orders: () => request<{ orders: WireRestingOrder[] }>("/orders"),
+  cancelOrder: (orderId: string) =>
+    request<CancelOrderReply>(`/orders/${encodeURIComponent(orderId)}`, { method: "DELETE" }),
+  setTpsl: (tradeId: string, body: TpslBody) =>
+    request<TradeReply>(`/trade/${encodeURIComponent(tradeId)}/tpsl`, { method: "PUT", body }),
+  addMargin: (tradeId: string, amount: number) =>
+    request<TradeReply>(`/trade/${encodeURIComponent(tradeId)}/margin`, { method: "POST", body: { amount } }),
   closedTrades: () => request<{ trades: WireClosedTrade[] }>("/trade/closed"),
   ledger: (limit: number, before?: string | number | null) =>
     request<WireLedgerPage>("/ledger", { query: { limit, before: before ?? undefined } }),

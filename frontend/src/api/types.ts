@@ -78,6 +78,43 @@ export interface EngineTrade {
   opened_ms?: number;
 }
 
+/** A resting limit order as GET /orders and GET /account report it. */
+export interface WireRestingOrder {
+  id: string | null;
+  type: WireSide;
+  asset: string;
+  quantity: number;
+  limitPrice: number;
+  leverage: number | null;
+  margin_mode?: WireMarginMode;
+  reserved_margin?: number;
+  reserved_fee?: number;
+  decimal?: number;
+  placed_ms?: number | null;
+  createdAt?: string | null;
+  expires_at?: number | null;
+  reduce_only?: boolean;
+  reduce_only_trade_id?: string | null;
+  status?: "open" | "filled" | "cancelled";
+}
+
+/** The engine's order shape (order_placed / order_closed events carry it as is). */
+export interface EngineOrder {
+  id: string;
+  market: string;
+  side: 1 | -1;
+  qty: number; // 1e-8 units
+  limit_price: number;
+  leverage: number;
+  margin_mode: WireMarginMode;
+  reserved_margin?: number;
+  reserved_fee?: number;
+  placed_ms?: number;
+  expires_ms?: number | null;
+  reduce_only?: boolean;
+  trade_id?: string | null;
+}
+
 export interface WireAccount {
   balance: number;
   equity: number;
@@ -88,7 +125,11 @@ export interface WireAccount {
   unrealized_pnl: number;
   decimal: number;
   trades: WireTrade[];
-  orders: unknown[];
+  orders: (WireRestingOrder | EngineOrder)[];
+  /** margin + fee held by resting orders (out of the balance, not in equity) */
+  reserved?: number;
+  /** the cross margin ratio reached 80% (cleared below 70%) */
+  margin_warning?: boolean;
 }
 
 export interface WireClosedTrade {
@@ -175,6 +216,47 @@ export interface OpenTradeReply {
   usdBalance?: { balance: number; decimal: number };
 }
 
+export interface PlaceOrderBody {
+  asset: string;
+  type: WireSide;
+  quantity: number;
+  leverage?: number;
+  limitPrice: number;
+  decimal: 4;
+  margin_mode?: WireMarginMode;
+  post_only?: boolean;
+  /** good-till-time, ms since the epoch */
+  expires_at?: number;
+  reduce_only_trade_id?: string;
+}
+
+export interface PlaceOrderReply {
+  message: string;
+  order: WireRestingOrder;
+  usdBalance?: { balance: number; decimal: number };
+  /** the trade a marketable order opened at once */
+  trade?: WireTrade | null;
+  closed?: { closePrice: number; quantity: number; pnl: number; fee: number; remaining_quantity: number } | null;
+}
+
+export interface CancelOrderReply {
+  message: string;
+  usdBalance?: { balance: number; decimal: number };
+  order?: WireRestingOrder | null;
+}
+
+/** PUT /trade/{id}/tpsl: a key left out keeps its value; null removes it. */
+export interface TpslBody {
+  take_profit?: number | null;
+  stop_loss?: number | null;
+}
+
+export interface TradeReply {
+  message: string;
+  order: WireTrade;
+  usdBalance?: { balance: number; decimal: number };
+}
+
 export interface CloseTradeReply {
   message: string;
   openOrders?: WireTrade[];
@@ -199,6 +281,12 @@ export interface WireEvent {
   balance_after?: number;
   trade_id?: string;
   market?: string;
+  /** order_placed / order_closed */
+  order?: EngineOrder | WireRestingOrder;
+  /** margin_warning / margin_ok */
+  margin_ratio_bps?: number | null;
+  equity?: number;
+  maintenance?: number;
 }
 
 export type ServerMessage =

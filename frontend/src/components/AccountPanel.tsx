@@ -46,6 +46,12 @@ export function AccountPanel({ account, loading, error }: { account: LiveAccount
         <p className="empty">{loading ? "Loading account…" : "—"}</p>
       ) : (
         <>
+          {account.marginWarning && (
+            <p className="margin-warning" role="alert" data-testid="account-margin-warning">
+              <strong>Margin warning:</strong> your cross margin ratio reached 80%. At 100% cross positions are
+              liquidated — close or reduce them to lower it.
+            </p>
+          )}
           <dl className="kv">
             <div>
               <dt>Equity</dt>
@@ -86,6 +92,14 @@ export function AccountPanel({ account, loading, error }: { account: LiveAccount
                 {formatUsd(account.maintenance)}
               </dd>
             </div>
+            {account.reserved > 0 && (
+              <div>
+                <dt title="Margin and fees held by resting limit orders: not in the balance or the equity">In orders</dt>
+                <dd className="mono" data-testid="account-reserved">
+                  {formatUsd(account.reserved)}
+                </dd>
+              </div>
+            )}
           </dl>
           <MarginGauge ratioBps={account.marginRatioBps} />
         </>

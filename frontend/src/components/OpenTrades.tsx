@@ -7,6 +7,7 @@ import { formatUnits, parseUnits, QTY_DECIMALS, unitsToQtyNumber } from "../lib/
 import { formatBps, formatPrice, formatQty, formatUsd, shortSymbol, type MarketFormat } from "../lib/format";
 import type { LiveTrade } from "../lib/liveAccount";
 import type { Market } from "../lib/model";
+import { checkAddMargin, checkTpsl, levelText } from "../lib/tradeEdit";
 import { toast } from "../live/toasts";
 
 const FALLBACK_FMT: MarketFormat = { priceDecimals: 2, qtyDecimals: 4 };
@@ -21,11 +22,14 @@ export function OpenTrades({
   markets,
   onSelectMarket,
   loading,
+  balance = null,
 }: {
   trades: LiveTrade[];
   markets: Market[];
   onSelectMarket: (symbol: string) => void;
   loading: boolean;
+  /** free balance, for adding margin to isolated trades */
+  balance?: number | null;
 }) {
   const bySymbol = new Map(markets.map((m) => [m.symbol, m]));
   return (
@@ -64,6 +68,7 @@ export function OpenTrades({
                   t={t}
                   market={bySymbol.get(t.trade.market)}
                   onSelectMarket={onSelectMarket}
+                  balance={balance}
                 />
               ))}
             </tbody>
@@ -78,10 +83,12 @@ function TradeRow({
   t,
   market,
   onSelectMarket,
+  balance,
 }: {
   t: LiveTrade;
   market: Market | undefined;
   onSelectMarket: (symbol: string) => void;
+  balance: number | null;
 }) {
   const qc = useQueryClient();
   const id = useId();
@@ -92,6 +99,11 @@ function TradeRow({
   const [partialOpen, setPartialOpen] = useState(false);
   const [partialText, setPartialText] = useState("");
   const [error, setError] = useState<string | null>(null);
+  const [tpslOpen, setTpslOpen] = useState(false);
+  const [tpEdit, setTpEdit] = useState("");
+  const [slEdit, setSlEdit] = useState("");
+  const [marginOpen, setMarginOpen] = useState(false);
+  const [marginText, setMarginText] = useState("");
 
   async function close(quantityUnits?: number) {
     setBusy(true);
@@ -132,6 +144,83 @@ function TradeRow({
       return;
     }
     void close(Number(partialUnits));
+  }
+
+  const isolated = tr.marginMode === "isolated";
+  const rules = { tickSize: market?.tickSize ?? 1, priceDecimals: fmt.priceDecimals, mmrPpm: market?.mmrPpm ?? 5000 };
+  const tpslCheck = checkTpsl(tr, tpEdit, slEdit, rules, t.mark);
+  const marginCheck = isolated ? checkAddMargin(marginText, balance ?? 0, tr, rules.mmrPpm) : null;
+
+  function toggleTpsl() {
+    if (!tpslOpen) {
+      setTpEdit(levelText(tr.takeProfit, fmt.priceDecimals));
+      setSlEdit(levelText(tr.stopLoss, fmt.priceDecimals));
+    }
+    setTpslOpen((v) => !v);
+    setError(null);
+  }
+
+  async function submitTpsl(e: FormEvent) {
+    e.preventDefault();
+    const body = tpslCheck.body;
+    if (!body) {
+      setError(tpslCheck.errors.tp ?? tpslCheck.errors.sl ?? tpslCheck.errors.form ?? "Check the prices.");
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    try {
+      const reply = await api.setTpsl(tr.id, body);
+      const tp = reply.order?.take_profit ?? null;
+      const sl = reply.order?.stop_loss ?? null;
+      toast({
+        key: `tpsl:${tr.id}`,
+        tone: "info",
+        title: "TP / SL updated",
+        body: `${long ? "Long" : "Short"} ${shortSymbol(tr.market)} · TP ${tp !== null ? formatPrice(tp, fmt) : "none"} · SL ${
+          sl !== null ? formatPrice(sl, fmt) : "none"
+        }`,
+      });
+      setTpslOpen(false);
+    } catch (err) {
+      const msg = err instanceof ApiError ? err.message : "The change could not be sent.";
+      setError(msg);
+      toast({ tone: "error", title: "TP / SL not changed", body: msg });
+    } finally {
+      setBusy(false);
+      void qc.invalidateQueries({ queryKey: keys.account });
+    }
+  }
+
+  async function submitMargin(e: FormEvent) {
+    e.preventDefault();
+    if (!marginCheck || marginCheck.amount === null || marginCheck.error) {
+      setError(marginCheck?.error ?? "Enter an amount to add.");
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    try {
+      const reply = await api.addMargin(tr.id, marginCheck.amount);
+      const liq = reply.order?.liquidation_price ?? null;
+      toast({
+        key: `margin:${tr.id}`,
+        tone: "info",
+        title: "Margin added",
+        body: `${formatUsd(marginCheck.amount)} to ${long ? "long" : "short"} ${shortSymbol(tr.market)}${
+          liq !== null ? ` · liq. price ${formatPrice(liq, fmt)}` : ""
+        }`,
+      });
+      setMarginOpen(false);
+      setMarginText("");
+    } catch (err) {
+      const msg = err instanceof ApiError ? err.message : "The margin could not be added.";
+      setError(msg);
+      toast({ tone: "error", title: "Margin not added", body: msg });
+    } finally {
+      setBusy(false);
+      void qc.invalidateQueries({ queryKey: keys.account });
+    }
   }
 
   function presetPartial(pct: number) {
@@ -183,6 +272,33 @@ function TradeRow({
           <button
             type="button"
             className="btn btn--sm btn--ghost"
+            onClick={toggleTpsl}
+            aria-expanded={tpslOpen}
+            aria-controls={`${id}-partial`}
+            disabled={busy}
+            data-testid="trade-tpsl"
+          >
+            TP/SL
+          </button>
+          {isolated && (
+            <button
+              type="button"
+              className="btn btn--sm btn--ghost"
+              onClick={() => {
+                setMarginOpen((v) => !v);
+                setError(null);
+              }}
+              aria-expanded={marginOpen}
+              aria-controls={`${id}-partial`}
+              disabled={busy}
+              data-testid="trade-add-margin"
+            >
+              + Margin
+            </button>
+          )}
+          <button
+            type="button"
+            className="btn btn--sm btn--ghost"
             onClick={() => setPartialOpen((v) => !v)}
             aria-expanded={partialOpen}
             aria-controls={`${id}-partial`}
@@ -204,9 +320,74 @@ function TradeRow({
           </div>
         </td>
       </tr>
-      {(partialOpen || error) && (
+      {(partialOpen || tpslOpen || marginOpen || error) && (
         <tr className="trade-row__extra" id={`${id}-partial`}>
           <td colSpan={9}>
+            {tpslOpen && (
+              <form className="partial tpsl-edit" onSubmit={submitTpsl} noValidate data-testid="trade-tpsl-form">
+                <label htmlFor={`${id}-tp`}>Take-profit</label>
+                <input
+                  id={`${id}-tp`}
+                  inputMode="decimal"
+                  autoComplete="off"
+                  value={tpEdit}
+                  placeholder={long ? "above entry" : "below entry"}
+                  onChange={(e) => setTpEdit(e.target.value)}
+                  aria-invalid={Boolean(tpslCheck.errors.tp)}
+                  data-testid="trade-tp-input"
+                />
+                <label htmlFor={`${id}-sl`}>Stop-loss</label>
+                <input
+                  id={`${id}-sl`}
+                  inputMode="decimal"
+                  autoComplete="off"
+                  value={slEdit}
+                  placeholder={long ? "below entry" : "above entry"}
+                  onChange={(e) => setSlEdit(e.target.value)}
+                  aria-invalid={Boolean(tpslCheck.errors.sl)}
+                  data-testid="trade-sl-input"
+                />
+                <button type="submit" className="btn btn--sm btn--outline" disabled={busy} data-testid="trade-tpsl-submit">
+                  Save
+                </button>
+                <span className="muted">empty = none · triggers on the mark</span>
+                {(tpslCheck.errors.tp || tpslCheck.errors.sl) && (
+                  <span className="field__error" data-testid="trade-tpsl-error">
+                    {tpslCheck.errors.tp ?? tpslCheck.errors.sl}
+                  </span>
+                )}
+              </form>
+            )}
+            {marginOpen && marginCheck && (
+              <form className="partial" onSubmit={submitMargin} noValidate data-testid="trade-add-margin-form">
+                <label htmlFor={`${id}-am`}>Add margin (USD)</label>
+                <input
+                  id={`${id}-am`}
+                  inputMode="decimal"
+                  autoComplete="off"
+                  value={marginText}
+                  placeholder="0.00"
+                  onChange={(e) => setMarginText(e.target.value)}
+                  aria-invalid={Boolean(marginCheck.error)}
+                  data-testid="trade-add-margin-amount"
+                />
+                <button type="submit" className="btn btn--sm btn--outline" disabled={busy} data-testid="trade-add-margin-submit">
+                  Add
+                </button>
+                <span className="muted">
+                  free {formatUsd(balance)}
+                  {marginCheck.liquidationPrice !== null && (
+                    <>
+                      {" · new liq. price "}
+                      <span className="mono" data-testid="trade-add-margin-liq">
+                        {formatPrice(marginCheck.liquidationPrice, fmt)}
+                      </span>
+                    </>
+                  )}
+                </span>
+                {marginCheck.error && <span className="field__error">{marginCheck.error}</span>}
+              </form>
+            )}
             {partialOpen && (
               <form className="partial" onSubmit={submitPartial} noValidate>
                 <label htmlFor={`${id}-pq`}>Close quantity</label>

@@ -15,6 +15,13 @@ import { toast } from "../live/toasts";
 
 const SIZE_PRESETS = [25, 50, 75, 100];
 const SLIPPAGE_PRESETS = ["0.1", "0.5", "1"];
+/** good-till-time choices for a limit order (ms; 0 = until cancelled) */
+const EXPIRY_CHOICES: { value: string; label: string; ms: number }[] = [
+  { value: "gtc", label: "Until cancelled", ms: 0 },
+  { value: "1h", label: "1 hour", ms: 3_600_000 },
+  { value: "1d", label: "1 day", ms: 86_400_000 },
+  { value: "7d", label: "7 days", ms: 7 * 86_400_000 },
+];
 
 export function OrderForm({
   market,
@@ -37,6 +44,8 @@ export function OrderForm({
   const [tpsl, setTpsl] = useState(false);
   const [tpText, setTpText] = useState("");
   const [slText, setSlText] = useState("");
+  const [postOnly, setPostOnly] = useState(false);
+  const [expiry, setExpiry] = useState("gtc");
   const [busy, setBusy] = useState(false);
   const [submitError, setSubmitError] = useState<string | null>(null);
   const [touched, setTouched] = useState(false);
@@ -75,8 +84,11 @@ export function OrderForm({
     marginMode,
     slippageText,
     limitPriceText,
-    tpText: tpsl ? tpText : "",
-    slText: tpsl ? slText : "",
+    // the engine takes TP/SL with a market order only; set them on the trade once it fills
+    tpText: tpsl && orderType === "market" ? tpText : "",
+    slText: tpsl && orderType === "market" ? slText : "",
+    postOnly: orderType === "limit" && postOnly,
+    expiresInMs: orderType === "limit" ? (EXPIRY_CHOICES.find((c) => c.value === expiry)?.ms ?? 0) : 0,
   };
   const check = checkOrder(draft, {
     market,
@@ -100,7 +112,7 @@ export function OrderForm({
     setTouched(true);
     setSubmitError(null);
     if (orderType === "limit") {
-      setSubmitError("Limit orders are not available yet.");
+      await submitLimit();
       return;
     }
     if (!check.body) {
@@ -129,6 +141,51 @@ export function OrderForm({
     } finally {
       setBusy(false);
       // The push normally brings the new account first; this covers a dropped socket.
+      void qc.invalidateQueries({ queryKey: keys.account });
+    }
+  }
+
+  async function submitLimit() {
+    // recomputed at submit time, so a good-till-time counts from now
+    const body = checkOrder(draft, {
+      market,
+      balance: account?.balance ?? null,
+      available: account?.available ?? null,
+      crossTrades,
+    }).limitBody;
+    if (!body) {
+      if (!qtyText.trim()) setSubmitError("Enter a quantity.");
+      else if (!limitPriceText.trim()) setSubmitError("Enter a limit price.");
+      return;
+    }
+    setBusy(true);
+    try {
+      const reply = await api.placeOrder(body);
+      const sideText = long ? "Long" : "Short";
+      const qty = check.qty !== null ? formatQty(check.qty, market) : String(body.quantity);
+      if (reply.trade) {
+        const trade = normalizeTrade(reply.trade);
+        toast({
+          key: `open:${trade.id}`,
+          tone: long ? "long" : "short",
+          title: "Order filled at once",
+          body: `${sideText} ${formatQty(trade.qty, market)} ${shortSymbol(market.symbol)} opened @ ${formatPrice(trade.entry, market)} (taker)`,
+        });
+      } else {
+        toast({
+          key: `order:${reply.order?.id ?? ""}`,
+          tone: "info",
+          title: "Limit order placed",
+          body: `${sideText} ${qty} ${shortSymbol(market.symbol)} @ ${formatPrice(body.limitPrice, market)}`,
+        });
+      }
+      setTouched(false);
+    } catch (err) {
+      const msg = err instanceof ApiError ? err.message : "The order could not be sent.";
+      setSubmitError(msg);
+      toast({ tone: "error", title: "Order rejected", body: msg });
+    } finally {
+      setBusy(false);
       void qc.invalidateQueries({ queryKey: keys.account });
     }
   }
@@ -215,7 +272,32 @@ export function OrderForm({
               aria-invalid={Boolean(showErr("price"))}
               data-testid="order-limit-price"
             />
-            {showErr("price") && <p className="field__error">{check.errors.price}</p>}
+            {(showErr("price") || (postOnly && check.errors.price)) && (
+              <p className="field__error" data-testid="order-price-error">
+                {check.errors.price}
+              </p>
+            )}
+            <div className="field__row limit-opts">
+              <label className="check">
+                <input
+                  type="checkbox"
+                  checked={postOnly}
+                  onChange={(e) => setPostOnly(e.target.checked)}
+                  data-testid="order-post-only"
+                />
+                Post-only
+              </label>
+              <label className="limit-opts__expiry">
+                <span className="muted">Expires</span>{" "}
+                <select value={expiry} onChange={(e) => setExpiry(e.target.value)} data-testid="order-expiry">
+                  {EXPIRY_CHOICES.map((c) => (
+                    <option key={c.value} value={c.value}>
+                      {c.label}
+                    </option>
+                  ))}
+                </select>
+              </label>
+            </div>
           </div>
         )}
 
@@ -323,6 +405,7 @@ export function OrderForm({
           </div>
         )}
 
+        {orderType === "market" && (
         <div className="field">
           <label className="check">
             <input type="checkbox" checked={tpsl} onChange={(e) => setTpsl(e.target.checked)} data-testid="order-tpsl-toggle" />
@@ -361,6 +444,7 @@ export function OrderForm({
             </div>
           )}
         </div>
+        )}
 
         <dl className="summary" aria-label="Order summary" aria-live="polite">
           <div>
@@ -376,14 +460,14 @@ export function OrderForm({
             </dd>
           </div>
           <div>
-            <dt>Margin required</dt>
+            <dt>{orderType === "limit" && !check.marketable ? "Margin reserved" : "Margin required"}</dt>
             <dd className="mono" data-testid="order-margin">
               {p ? formatUsd(p.initialMargin, { decimals: 4 }) : "—"}
             </dd>
           </div>
           <div>
             <dt>
-              Fee <span className="muted">({orderType === "limit" ? "maker" : "taker"} {(orderType === "limit" ? market.makerFeePpm : market.takerFeePpm) / 100} bps)</span>
+              Fee <span className="muted">({orderType === "limit" && !check.marketable ? "maker" : "taker"} {(orderType === "limit" && !check.marketable ? market.makerFeePpm : market.takerFeePpm) / 100} bps)</span>
             </dt>
             <dd className="mono" data-testid="order-fee">
               {p ? formatUsd(p.fee, { decimals: 4 }) : "—"}
@@ -433,7 +517,9 @@ export function OrderForm({
           {marginMode === "cross"
             ? "Cross: your whole balance backs this position."
             : "Isolated: only this position's margin is at risk."}{" "}
-          Market orders fill at the {long ? "ask" : "bid"} if it is within your slippage of the price shown.
+          {orderType === "limit"
+            ? `A limit ${long ? "buy fills when the ask" : "sell fills when the bid"} reaches your price; its margin and maker fee are reserved until then.`
+            : `Market orders fill at the ${long ? "ask" : "bid"} if it is within your slippage of the price shown.`}
         </p>
       </form>
     </section>

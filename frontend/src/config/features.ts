@@ -1,7 +1,8 @@
-// Build-time feature flags (Vite env, VITE_ prefix). Limit orders stay hidden
-// until the API serves them; the order form already has a tab for them.
+// Build-time feature flags (Vite env, VITE_ prefix). Limit orders are on now
+// that the API serves them (POST/GET/DELETE /api/v1/orders);
+// VITE_FEATURE_LIMIT_ORDERS=false hides the Limit tab again.
 export const features = {
-  limitOrders: import.meta.env.VITE_FEATURE_LIMIT_ORDERS === "true",
+  limitOrders: import.meta.env.VITE_FEATURE_LIMIT_ORDERS !== "false",
 } as const;
 
 /**

@@ -74,6 +74,35 @@ export function isolatedLiquidationPrice(side: Side, entry: number, leverage: nu
   return Number(ceilDiv(E * (L + 1n) * RATE_SCALE, L * (RATE_SCALE + mmr)));
 }
 
+/** Isolated health, as the engine checks it: liquidate when IM + u <= MM. */
+export function isolatedIsLiquidatable(side: Side, qty: number, entry: number, margin: number, mark: number, mmrPpm: number): boolean {
+  return margin + pnl(side, qty, entry, mark) <= maintenance(qty, mark, mmrPpm);
+}
+
+/**
+ * The exact mark at which an isolated trade with `margin` locked is
+ * liquidated (margin.isolated_trigger_price): long, the highest mark with
+ * IM + u <= MM; short, the lowest. The closed form (E ∓ IM/q) / (1 ∓ mmr),
+ * then corrected by stepping so that it agrees with the integer health test.
+ * Used after margin is added, when the leverage formula no longer applies.
+ */
+export function isolatedTriggerPrice(side: Side, qty: number, entry: number, margin: number, mmrPpm: number): number {
+  if (qty <= 0) return 0;
+  const q = B(qty);
+  const liq = (m: bigint) => isolatedIsLiquidatable(side, qty, entry, margin, Number(m), mmrPpm);
+  if (side > 0) {
+    let est = floorDiv((B(entry) * q - B(margin) * NOTIONAL_DIV) * RATE_SCALE, q * (RATE_SCALE - B(mmrPpm)));
+    if (est < 0n) est = 0n;
+    while (liq(est + 1n)) est += 1n;
+    while (est > 0n && !liq(est)) est -= 1n;
+    return Number(est);
+  }
+  let est = ceilDiv((B(entry) * q + B(margin) * NOTIONAL_DIV) * RATE_SCALE, q * (RATE_SCALE + B(mmrPpm)));
+  while (est > 1n && liq(est - 1n)) est -= 1n;
+  while (!liq(est)) est += 1n;
+  return Number(est);
+}
+
 /**
  * Cross liquidation price of one trade, other marks held fixed:
  * (W + U_o - MM_o - s q E) / (q (mmr - s)), W = balance + sum of cross IM.

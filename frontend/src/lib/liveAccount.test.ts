@@ -38,6 +38,8 @@ function account(over: Partial<Account> = {}): Account {
     unrealizedPnl: 0,
     trades: [trade()],
     orders: [],
+    reserved: 0,
+    marginWarning: false,
     ...over,
   };
 }

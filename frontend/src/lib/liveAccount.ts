@@ -9,7 +9,7 @@
 // is not, the server's figure is shown as it came.
 
 import { maintenance, pnl } from "./calc";
-import type { Account, Trade } from "./model";
+import type { Account, RestingOrder, Trade } from "./model";
 
 export interface LiveTrade {
   trade: Trade;
@@ -30,6 +30,12 @@ export interface LiveAccount {
   maintenance: number;
   marginRatioBps: number;
   trades: LiveTrade[];
+  /** resting limit orders, as the server sent them */
+  orders: RestingOrder[];
+  /** margin + fee held by resting orders (not in balance or equity) */
+  reserved: number;
+  /** the engine's margin warning flag (ratio reached 80%, cleared below 70%) */
+  marginWarning: boolean;
   /** true when equity etc. follow live marks (false: shown as the server sent them) */
   live: boolean;
 }
@@ -70,6 +76,9 @@ export function liveAccount(
     maintenance: acct.maintenance,
     marginRatioBps: acct.marginRatioBps,
     trades,
+    orders: acct.orders,
+    reserved: acct.reserved,
+    marginWarning: acct.marginWarning,
     live: false,
   };
   if (rows.length === 0) return fixed;

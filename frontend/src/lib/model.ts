@@ -3,12 +3,14 @@
 // quantities become integers of 1e-8 base units.
 
 import type {
+  EngineOrder,
   EngineTrade,
   WireAccount,
   WireClosedTrade,
   WireEvent,
   WireLedgerEntry,
   WireMarket,
+  WireRestingOrder,
   WireTrade,
 } from "../api/types";
 import { bpsToPpm, maintenanceRatePpm, type MarginMode, type Side } from "./calc";
@@ -56,6 +58,23 @@ export interface Trade {
   openedAt: number | null; // ms
 }
 
+/** A resting limit order. */
+export interface RestingOrder {
+  id: string;
+  market: string;
+  side: Side;
+  qty: number; // 1e-8 units
+  limitPrice: number;
+  leverage: number | null; // null: reduce-only
+  marginMode: MarginMode;
+  reservedMargin: number;
+  reservedFee: number;
+  placedAt: number | null; // ms
+  expiresAt: number | null; // ms; null: until cancelled
+  reduceOnly: boolean;
+  reduceTradeId: string | null;
+}
+
 export interface Account {
   balance: number;
   equity: number;
@@ -65,7 +84,11 @@ export interface Account {
   marginRatioBps: number;
   unrealizedPnl: number;
   trades: Trade[];
-  orders: unknown[];
+  orders: RestingOrder[];
+  /** margin + fee held by resting orders: out of the balance and not in equity */
+  reserved: number;
+  /** the engine's flag: cross margin ratio reached 80% (cleared below 70%) */
+  marginWarning: boolean;
 }
 
 export interface ClosedTrade {
@@ -210,8 +233,54 @@ export function normalizeTrade(t: WireTrade | EngineTrade, decimal?: number): Tr
   };
 }
 
+function isEngineOrder(o: EngineOrder | WireRestingOrder): o is EngineOrder {
+  return (o as EngineOrder).qty !== undefined && (o as WireRestingOrder).quantity === undefined;
+}
+
+/** A resting order from GET /orders, GET /account or a push event (engine shape); null if it has no id. */
+export function normalizeOrder(o: EngineOrder | WireRestingOrder, decimal?: number): RestingOrder | null {
+  if (!o || o.id === null || o.id === undefined) return null;
+  if (isEngineOrder(o)) {
+    const reduceTradeId = o.trade_id ?? null;
+    return {
+      id: String(o.id),
+      market: o.market,
+      side: sideOf(o.side),
+      qty: o.qty,
+      limitPrice: req(o.limit_price, decimal),
+      leverage: o.leverage > 0 ? o.leverage : null,
+      marginMode: modeOf(o.margin_mode),
+      reservedMargin: req(o.reserved_margin, decimal),
+      reservedFee: req(o.reserved_fee, decimal),
+      placedAt: o.placed_ms ?? null,
+      expiresAt: o.expires_ms ?? null,
+      reduceOnly: Boolean(o.reduce_only) || reduceTradeId !== null,
+      reduceTradeId,
+    };
+  }
+  const d = o.decimal ?? decimal;
+  const placed = toMillis(o.placed_ms ?? o.createdAt ?? null);
+  const reduceTradeId = o.reduce_only_trade_id ?? null;
+  return {
+    id: String(o.id),
+    market: o.asset,
+    side: sideOf(o.type),
+    qty: qtyToUnits(o.quantity) ?? 0,
+    limitPrice: req(o.limitPrice, d),
+    leverage: o.leverage !== null && o.leverage !== undefined && o.leverage > 0 ? o.leverage : null,
+    marginMode: modeOf(o.margin_mode),
+    reservedMargin: req(o.reserved_margin, d),
+    reservedFee: req(o.reserved_fee, d),
+    placedAt: Number.isFinite(placed) ? placed : null,
+    expiresAt: o.expires_at ?? null,
+    reduceOnly: Boolean(o.reduce_only) || reduceTradeId !== null,
+    reduceTradeId,
+  };
+}
+
 export function normalizeAccount(a: WireAccount): Account {
   const d = a.decimal;
+  const orders = (a.orders ?? []).map((o) => normalizeOrder(o, d)).filter((o): o is RestingOrder => o !== null);
   return {
     balance: req(a.balance, d),
     equity: req(a.equity, d),
@@ -221,7 +290,9 @@ export function normalizeAccount(a: WireAccount): Account {
     marginRatioBps: a.margin_ratio_bps ?? 0,
     unrealizedPnl: req(a.unrealized_pnl, d),
     trades: (a.trades ?? []).map((t) => normalizeTrade(t, d)),
-    orders: a.orders ?? [],
+    orders,
+    reserved: a.reserved !== undefined ? req(a.reserved, d) : orders.reduce((s, o) => s + o.reservedMargin + o.reservedFee, 0),
+    marginWarning: a.margin_warning === true,
   };
 }
 
@@ -263,7 +334,17 @@ export function normalizeLedgerEntry(e: WireLedgerEntry, decimal?: number): Ledg
 /** A push event reduced to what a toast says. */
 export interface TradeNotice {
   key: string;
-  kind: "opened" | "closed" | "liquidated" | "take_profit" | "stop_loss" | "partial";
+  kind:
+    | "opened"
+    | "closed"
+    | "liquidated"
+    | "take_profit"
+    | "stop_loss"
+    | "partial"
+    | "limit_close"
+    | "order_filled"
+    | "order_expired"
+    | "order_dropped";
   tradeId: string;
   market: string;
   side: Side;
@@ -302,6 +383,7 @@ export function eventNotice(e: WireEvent): TradeNotice | null {
   if (e.liquidated || reason === "liquidation") kind = "liquidated";
   else if (reason === "take_profit") kind = "take_profit";
   else if (reason === "stop_loss") kind = "stop_loss";
+  else if (reason === "limit_close") kind = "limit_close";
   else if (remaining > 0) kind = "partial";
   return {
     key: `close:${trade.id}`,
@@ -313,4 +395,48 @@ export function eventNotice(e: WireEvent): TradeNotice | null {
     price: e.close_price ?? null,
     pnl: e.pnl ?? null,
   };
+}
+
+/**
+ * order_closed events -> notices: an opening fill ("filled" with the new
+ * trade's id; keyed like that trade's own "opened" notice, which it replaces),
+ * an expiry, or an order dropped because its trade closed. Cancels are the
+ * trader's own doing (the REST reply says so) and reduce-only fills are told
+ * by their trade_closed event (reason limit_close): both give null.
+ */
+export function orderNotice(e: WireEvent): TradeNotice | null {
+  if (e.type !== "order_closed" || !e.order) return null;
+  const o = normalizeOrder(e.order);
+  if (!o) return null;
+  const base = { tradeId: e.trade_id ?? o.reduceTradeId ?? "", market: o.market, side: o.side, qty: o.qty, pnl: null };
+  switch (e.reason) {
+    case "filled":
+      if (!e.trade_id) return null;
+      return { ...base, key: `open:${e.trade_id}`, kind: "order_filled", price: o.limitPrice };
+    case "expired":
+      return { ...base, key: `order:${o.id}`, kind: "order_expired", price: o.limitPrice };
+    case "trade_closed":
+    case "trade_gone":
+      return { ...base, key: `order:${o.id}`, kind: "order_dropped", price: o.limitPrice };
+    default:
+      return null;
+  }
+}
+
+/**
+ * The notices of one push's events, in order. A limit order's fill comes as
+ * order_closed (filled) + trade_opened for the same trade: one notice, the
+ * order's ("Limit order filled"), not two.
+ */
+export function eventNotices(events: WireEvent[]): TradeNotice[] {
+  const filledTrades = new Set<string>();
+  for (const e of events) if (e.type === "order_closed" && e.reason === "filled" && e.trade_id) filledTrades.add(e.trade_id);
+  const out: TradeNotice[] = [];
+  for (const e of events) {
+    const n = e.type === "order_closed" ? orderNotice(e) : eventNotice(e);
+    if (!n) continue;
+    if (n.kind === "opened" && filledTrades.has(n.tradeId)) continue;
+    out.push(n);
+  }
+  return out;
 }

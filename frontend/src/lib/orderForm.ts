@@ -2,7 +2,7 @@
 // are tested on their own. Everything is integers (see calc.ts); text typed by
 // the trader is parsed exactly.
 
-import type { OpenTradeBody } from "../api/types";
+import type { OpenTradeBody, PlaceOrderBody } from "../api/types";
 import { maxQuantity, previewOrder, type CrossPosition, type MarginMode, type OrderPreview, type Side } from "./calc";
 import { parseUnits, PRICE_DECIMALS, QTY_DECIMALS, unitsToQtyNumber } from "./fixed";
 import { formatPrice, formatQty } from "./format";
@@ -20,6 +20,10 @@ export interface OrderDraft {
   limitPriceText: string;
   tpText: string;
   slText: string;
+  /** limit orders: refuse rather than fill at once as a taker */
+  postOnly?: boolean;
+  /** limit orders: good-till-time, relative to now; null/undefined = until cancelled */
+  expiresInMs?: number | null;
 }
 
 export interface OrderContext {
@@ -30,6 +34,8 @@ export interface OrderContext {
   balance: number | null;
   available: number | null;
   crossTrades: CrossPosition[];
+  /** the clock for a limit order's expiry (default Date.now()) */
+  nowMs?: number;
 }
 
 export interface OrderCheck {
@@ -41,8 +47,21 @@ export interface OrderCheck {
   maxQty: number;
   errors: Partial<Record<"qty" | "leverage" | "slippage" | "price" | "tp" | "sl" | "funds", string>>;
   warnings: string[];
-  /** the POST /trade/open body, when the order is complete and valid */
+  /** the POST /trade/open body, when a market order is complete and valid */
   body: OpenTradeBody | null;
+  /** the POST /orders body, when a limit order is complete and valid */
+  limitBody: PlaceOrderBody | null;
+  /** a limit order whose price crosses the book (fills at once as a taker unless post-only) */
+  marketable: boolean;
+}
+
+/**
+ * Does a limit order cross the book? A buy when the ask is at or below the
+ * limit, a sell when the bid is at or above it (the engine's test).
+ */
+export function isMarketable(side: Side, limit: number, bid: number | null, ask: number | null): boolean {
+  if (side > 0) return ask !== null && ask > 0 && ask <= limit;
+  return bid !== null && bid > 0 && bid >= limit;
 }
 
 /** Percent text ("0.5") -> basis points (50); null unless a whole number of bps in 0..10000. */
@@ -92,14 +111,24 @@ export function checkOrder(d: OrderDraft, ctx: OrderContext): OrderCheck {
   const slippageBps = parseSlippageBps(d.slippageText);
   if (d.orderType === "market" && slippageBps === null) errors.slippage = "Slippage is 0–100 % in steps of 0.01 %.";
 
-  const feePpm = d.orderType === "limit" ? m.makerFeePpm : m.takerFeePpm;
+  // A limit that crosses the book fills at once at the touch, as a taker
+  // (the engine opens it like a market order); post-only refuses it instead.
+  const marketable = d.orderType === "limit" && price !== null && isMarketable(d.side, price, m.bid, m.ask);
+  if (marketable && !errors.price) {
+    const touch = d.side > 0 ? m.ask : m.bid;
+    const where = `${d.side > 0 ? "ask" : "bid"} ${formatPrice(touch, { priceDecimals: m.priceDecimals })}`;
+    if (d.postOnly) errors.price = `Post-only: this price would fill at once (the ${where}); move it away from the book.`;
+    else warnings.push(`This price crosses the book: the order fills at once at the ${where} as a taker.`);
+  }
+  const fillPrice = marketable && !d.postOnly ? (d.side > 0 ? m.ask : m.bid) : price;
+  const feePpm = d.orderType === "limit" && !marketable ? m.makerFeePpm : m.takerFeePpm;
   const lev = errors.leverage ? 1 : d.leverage;
   const preview =
-    qty !== null && price !== null && price > 0 && !errors.leverage
+    qty !== null && fillPrice !== null && fillPrice > 0 && !errors.leverage
       ? previewOrder({
           side: d.side,
           qty,
-          price,
+          price: fillPrice,
           leverage: lev,
           marginMode: d.marginMode,
           feePpm,
@@ -110,7 +139,9 @@ export function checkOrder(d: OrderDraft, ctx: OrderContext): OrderCheck {
       : null;
 
   const maxQty =
-    price !== null && price > 0 && ctx.available !== null ? maxQuantity(ctx.available, price, lev, feePpm, m.qtyStep) : 0;
+    fillPrice !== null && fillPrice > 0 && ctx.available !== null
+      ? maxQuantity(ctx.available, fillPrice, lev, feePpm, m.qtyStep)
+      : 0;
 
   if (preview && ctx.available !== null && preview.cost > ctx.available) {
     errors.funds = "Not enough available margin for this size and leverage.";
@@ -153,5 +184,20 @@ export function checkOrder(d: OrderDraft, ctx: OrderContext): OrderCheck {
         }
       : null;
 
-  return { price, qty, slippageBps, preview, maxQty, errors, warnings, body };
+  const limitBody: PlaceOrderBody | null =
+    complete && d.orderType === "limit"
+      ? {
+          asset: m.symbol,
+          type: d.side > 0 ? "long" : "short",
+          quantity: unitsToQtyNumber(qty!),
+          leverage: d.leverage,
+          limitPrice: price!,
+          decimal: 4,
+          margin_mode: d.marginMode,
+          ...(d.postOnly ? { post_only: true } : {}),
+          ...(d.expiresInMs ? { expires_at: (ctx.nowMs ?? Date.now()) + d.expiresInMs } : {}),
+        }
+      : null;
+
+  return { price, qty, slippageBps, preview, maxQty, errors, warnings, body, limitBody, marketable };
 }

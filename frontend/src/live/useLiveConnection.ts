@@ -9,8 +9,8 @@ import { ApiError } from "../api/client";
 import { api } from "../api/endpoints";
 import { invalidateHistory, keys } from "../api/queries";
 import type { ServerMessage } from "../api/types";
-import { eventNotice, normalizeAccount, type Market } from "../lib/model";
-import { noticeToast } from "./notify";
+import { eventNotices, normalizeAccount, type Market } from "../lib/model";
+import { marginToast, noticeToast } from "./notify";
 import { LiveSocket } from "./socket";
 import { useLive } from "./store";
 import { toast } from "./toasts";
@@ -28,8 +28,10 @@ function handleMessage(qc: QueryClient, msg: ServerMessage): void {
       let historyChanged = false;
       for (const ev of events) {
         if (ev.type === "trade_closed" || ev.type === "ledger") historyChanged = true;
-        const notice = eventNotice(ev);
-        if (!notice) continue;
+        const margin = marginToast(ev.type, ev.margin_ratio_bps);
+        if (margin) toast(margin);
+      }
+      for (const notice of eventNotices(events)) {
         const m = markets.find((x) => x.symbol === notice.market);
         toast(noticeToast(notice, m));
       }

@@ -16,6 +16,8 @@ const KIND_LABEL: Record<string, string> = {
   liquidation_fee: "Liquidation fee",
   bankruptcy_cover: "Insurance cover",
   reset: "Account reset",
+  order_reserve: "Reserved for order",
+  order_release: "Order reserve released",
 };
 
 const REASON_LABEL: Record<string, string> = {
@@ -23,6 +25,7 @@ const REASON_LABEL: Record<string, string> = {
   liquidation: "Liquidated",
   take_profit: "Take-profit",
   stop_loss: "Stop-loss",
+  limit_close: "Limit close",
 };
 
 function tone(v: number | null): string {

@@ -38,6 +38,7 @@ export function LandingPage({ signedIn }: { signedIn: boolean }) {
 
       {markets.length > 0 && (
         <section className="card landing__markets" aria-label="Markets">
+          <div className="table-wrap">
           <table className="table">
             <thead>
               <tr>
@@ -51,7 +52,7 @@ export function LandingPage({ signedIn }: { signedIn: boolean }) {
               {markets.map((m) => (
                 <tr key={m.symbol}>
                   <td>
-                    <strong>{shortSymbol(m.symbol)}</strong> <span className="muted">{m.name}</span>
+                    <strong>{shortSymbol(m.symbol)}</strong> <span className="muted landing__name">{m.name}</span>
                   </td>
                   <td className="num">{formatPrice(m.mark, m)}</td>
                   <td className={`num ${tone(m.changeLiveBps)}`}>{formatBps(m.changeLiveBps)}</td>
@@ -60,6 +61,7 @@ export function LandingPage({ signedIn }: { signedIn: boolean }) {
               ))}
             </tbody>
           </table>
+          </div>
         </section>
       )}
 

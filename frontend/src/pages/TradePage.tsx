@@ -3,6 +3,7 @@ import { useAccount } from "../api/queries";
 import { AccountPanel } from "../components/AccountPanel";
 import { MarketPicker } from "../components/MarketPicker";
 import { MarketStats } from "../components/MarketStats";
+import { OpenOrders } from "../components/OpenOrders";
 import { OpenTrades } from "../components/OpenTrades";
 import { OrderForm } from "../components/OrderForm";
 import { PriceChart } from "../components/PriceChart";
@@ -81,7 +82,14 @@ export function TradePage({ symbol }: { symbol: string | null }) {
         />
       </aside>
       <div className="trade__positions">
-        <OpenTrades trades={live?.trades ?? []} markets={markets} onSelectMarket={selectMarket} loading={account.isLoading} />
+        <OpenTrades
+          trades={live?.trades ?? []}
+          markets={markets}
+          onSelectMarket={selectMarket}
+          loading={account.isLoading}
+          balance={live?.balance ?? null}
+        />
+        <OpenOrders orders={live?.orders ?? []} markets={markets} onSelectMarket={selectMarket} />
       </div>
     </div>
   );

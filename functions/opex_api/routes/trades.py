@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Path, Query
 
 from opex_common import messages, views
 
@@ -22,6 +22,8 @@ from ..observability import count
 from ..schemas import (
     AUTH_ERRORS,
     BODY_ERRORS,
+    AddMarginBody,
+    AddMarginOut,
     ClosedTradesOut,
     CloseTradeBody,
     CloseTradeOut,
@@ -29,8 +31,10 @@ from ..schemas import (
     OpenTradeBody,
     OpenTradeOut,
     OpenTradesOut,
+    TpslBody,
+    TpslOut,
 )
-from ..services import history, trading
+from ..services import history, orders, trading
 
 router = APIRouter(prefix="/trade", tags=["trades"])
 
@@ -78,6 +82,40 @@ async def close_trade(body: CloseTradeBody, user: SessionForCommand, engine: Eng
         "Trade closed" if data["remaining_qty"] == 0 else "Trade partially closed")
     return {"message": message, "openOrders": views.open_orders(account),
             "usdBalance": views.usd_balance(account), "closed": closed}
+
+
+TradeIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$",
+                                  description="the trade's id (api-v1's orderId)",
+                                  examples=["5b0c8a52-3f7e-4d0e-9a55-2f1c7e1a9b10"])]
+
+_TRADE_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "no such open trade (or not yours)"},
+    409: {"model": ErrorOut, "description": "refused by the engine"},
+}
+
+
+@router.put("/{orderId}/tpsl", response_model=TpslOut, responses={**_TRADE_ERRORS, **BODY_ERRORS, **AUTH_ERRORS})
+async def set_tpsl(orderId: TradeIdPath, body: TpslBody, user: SessionForCommand,  # noqa: N803
+                   engine: EngineDep, idempotency_key: IdempotencyKey) -> dict[str, Any]:
+    """Set, change or remove (``null``) an open trade's take-profit and
+    stop-loss; a key left out keeps its value. Both trigger on the mark price
+    and close the whole trade at the bid (long) or ask (short). 422 when a
+    level is on the wrong side of the entry or of the mark, off the tick, or
+    (isolated) a stop-loss beyond the liquidation price."""
+    data = await orders.set_tpsl(engine, user, orderId, body, command_id(user, messages.SET_TPSL, idempotency_key))
+    return {"message": "Take-profit / stop-loss updated", "order": views.order_view(data["trade"])}
+
+
+@router.post("/{orderId}/margin", response_model=AddMarginOut,
+             responses={**_TRADE_ERRORS, **BODY_ERRORS, **AUTH_ERRORS})
+async def add_margin(orderId: TradeIdPath, body: AddMarginBody, user: SessionForCommand,  # noqa: N803
+                     engine: EngineDep, settings: SettingsDep, idempotency_key: IdempotencyKey) -> dict[str, Any]:
+    """Move ``amount`` (4-decimal USD) from the balance into an isolated
+    trade's margin, which moves its liquidation price away. 422 for a cross
+    trade (the whole balance already backs it), 409 beyond the free balance."""
+    data = await orders.add_margin(engine, settings, user, orderId, body,
+                                   command_id(user, messages.ADD_MARGIN, idempotency_key))
+    return {"message": "Margin added", "order": data["order"], "usdBalance": views.usd_balance(data["account"])}
 
 
 @router.get("/closed", response_model=ClosedTradesOut, responses=AUTH_ERRORS)

@@ -17,6 +17,14 @@ Account figures (docs/api.md explains the choices):
   ``balance + sum over cross trades of min(0, uPnL)``, at least 0.
 - ``margin_ratio_bps``: cross maintenance / cross equity in basis points
   (10000 = the account is at its liquidation point); 0 without cross trades.
+- ``reserved``: margin + maker fee held by resting limit orders. The engine
+  moved it out of the balance when the order was placed (ledger
+  ``order_reserve``), so it is in none of the figures above: it backs no
+  position and cannot be used to open one until the order is cancelled or
+  expires (``order_release``) or fills (it becomes the trade's margin and fee).
+- ``margin_warning``: the engine's flag, set when the cross margin ratio
+  reached 80% and cleared when it fell below 70% (events ``margin_warning`` /
+  ``margin_ok``).
 """
 
 from __future__ import annotations
@@ -93,6 +101,55 @@ def usd_balance(account: dict[str, Any]) -> dict[str, int]:
 
 def open_orders(account: dict[str, Any]) -> list[dict[str, Any]]:
     return [order_view(t) for t in account.get("trades", ())]
+
+
+def resting_order_view(order: Any) -> dict[str, Any] | None:
+    """An engine resting order as the API shows it (api-v1 names: ``asset``,
+    ``type``, ``quantity`` in base units); None for what is not an order (the
+    pusher passes read models through as they came)."""
+    if not isinstance(order, dict):
+        return None
+    oid, market, side, qty, limit = (order.get(k) for k in ("id", "market", "side", "qty", "limit_price"))
+    if not (isinstance(oid, str) and isinstance(market, str) and side in (1, -1) and type(qty) is int
+            and type(limit) is int):
+        return None
+
+    def num(key: str) -> int:
+        v = order.get(key)
+        return v if type(v) is int else 0
+
+    placed = order.get("placed_ms")
+    placed = placed if type(placed) is int else None
+    expires = order.get("expires_ms")
+    trade_id = order.get("trade_id")
+    reduce_only = bool(order.get("reduce_only")) or isinstance(trade_id, str)
+    leverage = order.get("leverage")
+    return {
+        "id": oid,
+        "type": SIDE_NAMES[side],
+        "asset": market,
+        "quantity": qty_number(qty),
+        "limitPrice": limit,
+        "leverage": leverage if type(leverage) is int and leverage > 0 else None,
+        "margin_mode": order.get("margin_mode") if order.get("margin_mode") in (CROSS, ISOLATED) else CROSS,
+        "reserved_margin": num("reserved_margin"),
+        "reserved_fee": num("reserved_fee"),
+        "decimal": DECIMAL,
+        "placed_ms": placed,
+        "createdAt": iso_ms(placed) if placed is not None and 0 <= placed < 253_402_300_800_000 else None,
+        "expires_at": expires if type(expires) is int else None,
+        "reduce_only": reduce_only,
+        "reduce_only_trade_id": trade_id if isinstance(trade_id, str) else None,
+        "status": "open",
+    }
+
+
+def resting_orders(account: dict[str, Any]) -> list[dict[str, Any]]:
+    """The account's resting limit orders, oldest first."""
+    orders = account.get("orders")
+    if not isinstance(orders, list):
+        return []
+    return [v for v in map(resting_order_view, orders) if v is not None]
 
 
 def margin_by_asset(account: dict[str, Any], markets: dict[str, MarketSpec]) -> dict[str, dict[str, int]]:
@@ -175,6 +232,7 @@ def account_health(
             notional=margin.notional(t["qty"], mark) if mark is not None else None,
         )
         out_trades.append(view)
+    orders = resting_orders(account)
     return {
         "balance": balance,
         "equity": equity,
@@ -187,9 +245,11 @@ def account_health(
         "fees_paid": account.get("fees_paid", 0),
         "funding_paid": account.get("funding_paid", 0),
         "decimal": DECIMAL,
+        "reserved": sum(o["reserved_margin"] + o["reserved_fee"] for o in orders),
+        "margin_warning": account.get("margin_warning") is True,
         "version": account.get("version", 0),
         "trades": out_trades,
-        "orders": list(account.get("orders", ())),
+        "orders": orders,
     }
 
 
