@@ -17,7 +17,6 @@ $connect for the user's set). The pusher's side is
 from __future__ import annotations
 
 import time
-
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any

@@ -131,12 +131,14 @@ def test_a_slow_connection_skips_frames_and_never_delays_the_others(moto_api: Mo
         pusher.poster.close()
 
     run(scenario())
+    # Bounds are relative to the slow connection's 0.8 s posts, not tight
+    # timings: CI machines are shared. The fast ones must not wait on it.
+    slow = moto_api.frames("slow")
     for i in range(3):
         times = moto_api.times(f"fast{i}")
-        assert len(times) >= 15, len(times)  # about every tick, undisturbed
-        assert max(b - a for a, b in zip(times, times[1:], strict=False)) < 0.5
-    slow = moto_api.frames("slow")
-    assert 2 <= len(slow) <= 4  # one post at a time: the frames in between are skipped...
+        assert len(times) >= 10 and len(times) >= 2 * len(slow), (len(times), len(slow))
+        assert max(b - a for a, b in zip(times, times[1:], strict=False)) < 0.8  # never one slow post long
+    assert 2 <= len(slow) <= 6  # one post at a time: the frames in between are skipped...
     assert moto_api.max_in_flight["slow"] == 1
     assert slow[-1]["prices"][BTC]["ts"] == 19  # ...and the newest price still arrives
 
