@@ -154,6 +154,65 @@ def bench_tick_cost(sizes: list[int]) -> list[dict[str, Any]]:
     return rows
 
 
+def bench_tick_cost_with_orders(trades: int = 30_000, orders: int = 10_000, triggering: int = 100) -> dict[str, Any]:
+    """Issue 6's figure: the tick cost with 10,000 resting limit orders and
+    10,000 TP/SL triggers live: nothing triggering, then ``triggering`` orders
+    filling on one tick (cost must follow what triggers, not what is live)."""
+    eng, _ = build_engine(trades, max(100, trades // 10), 1_000_000)
+    t = 2_000_000
+    seq = 0
+
+    def feed(msg: dict[str, Any]) -> Any:
+        nonlocal seq
+        seq += 1
+        return eng.apply(f"{t}-{seq}", t, msg)
+
+    for m, p in PRICES.items():
+        feed(tick_msg(m, p))
+    tick = DEFAULT_MARKETS[BTC].tick_size
+    n_tpsl = 0
+    for acct in list(eng.state.accounts.values()):  # TP and SL on every BTC trade, far away
+        for tr in list(acct.trades.values()):
+            if tr.market == BTC and n_tpsl < 10_000:
+                tp = tr.entry + tr.side * 200_000_000
+                sl = tr.entry - tr.side * 200_000_000
+                tp -= tp % tick
+                sl -= sl % tick
+                rep, _ = feed({"id": f"tpsl{n_tpsl}", "type": "set_tpsl", "user_id": acct.user_id,
+                               "trade_id": tr.id, "take_profit": tp, "stop_loss": sl})
+                n_tpsl += 1 if rep and rep["ok"] else 0
+    users = sorted(eng.state.accounts)
+    placed = 0
+    for i in range(orders):  # buy limits spread 1% to 11% below the market; the nearest trigger first
+        near = i < triggering
+        limit = PRICES[BTC] - (tick * 5 if near else 10_000_000 + (i % 1000) * 100_000)
+        limit -= limit % tick
+        rep, _ = feed({"id": f"lim{i}", "type": "place_order", "user_id": users[i % len(users)], "market": BTC,
+                       "side": "long", "qty": STEPS[BTC], "leverage": 10, "limit_price": limit,
+                       "post_only": True})
+        placed += 1 if rep and rep["ok"] else 0
+    gc.collect()
+    mid = PRICES[BTC] + 2 * tick
+    quiet = []
+    for i in range(2000):
+        t += 1
+        msg = tick_msg(BTC, mid + (tick if i % 2 else 0))
+        s0 = time.perf_counter_ns()
+        eng.apply(f"{t}-0", t, msg)
+        quiet.append(time.perf_counter_ns() - s0)
+    quiet.sort()
+    t += 1
+    s0 = time.perf_counter_ns()
+    _, events = eng.apply(f"{t}-0", t, tick_msg(BTC, PRICES[BTC] - tick * 10))  # crosses the near limits
+    fill_ns = time.perf_counter_ns() - s0
+    filled = sum(1 for e in events if e["type"] == "order_closed" and e.get("reason") == "filled")
+    assert eng.state.check_invariants() == []
+    return {"open_trades": trades, "resting_orders": placed, "tpsl_trades": n_tpsl,
+            "quiet_tick_us_p50": quiet[len(quiet) // 2] / 1000, "quiet_tick_us_p99": quiet[int(len(quiet) * .99)] / 1000,
+            "orders_filled_on_one_tick": filled, "tick_with_fills_us": fill_ns / 1000,
+            "per_fill_us": fill_ns / 1000 / max(filled, 1)}
+
+
 def _start_engine(env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
     return subprocess.Popen([sys.executable, "-m", "opex_engine", "engine", "--shard", "0"], env=env,
                             stdout=open(log_path, "ab"), stderr=subprocess.STDOUT, cwd=ROOT)  # noqa: SIM115
@@ -316,6 +375,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         res["in_process"] = bench_in_process(20_000 if quick else 100_000)
         res["through_redis"] = bench_through_redis(20_000 if quick else 100_000, mongo_url, work)
         res["tick_cost"] = bench_tick_cost([1_000, 10_000] if quick else [1_000, 10_000, 100_000])
+        res["tick_cost_with_orders"] = bench_tick_cost_with_orders()
         res["recovery"] = bench_recovery_and_stall(10_000 if quick else 100_000, 10_000 if quick else 100_000,
                                                    mongo_url, work)
     finally:
@@ -328,6 +388,11 @@ def run(quick: bool = False) -> dict[str, Any]:
         rows.append((f"tick cost at {row['open_trades']:,} open trades (p50/p99 us)",
                      f"{row['tick_us_p50']:.1f} / {row['tick_us_p99']:.1f}",
                      f"< 1000 us; brute-force scan {row['brute_force_scan_us_p50']:,.0f} us"))
+    wo = res["tick_cost_with_orders"]
+    rows.append((f"tick, {wo['resting_orders']:,} resting limits + {wo['tpsl_trades']:,} TP/SL live (p50/p99 us)",
+                 f"{wo['quiet_tick_us_p50']:.1f} / {wo['quiet_tick_us_p99']:.1f}", "follows what triggers"))
+    rows.append((f"tick filling {wo['orders_filled_on_one_tick']} limit orders (us, per fill)",
+                 f"{wo['tick_with_fills_us']:,.0f} ({wo['per_fill_us']:.1f} each)", ""))
     rec = res["recovery"]
     rows.append((f"recovery, {rec['open_trades']:,} trades + {rec['entries_after_snapshot']:,} entries (s)",
                  f"{rec['recovery_seconds']:.2f}", "< 5 s"))
