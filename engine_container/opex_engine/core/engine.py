@@ -259,8 +259,8 @@ class Engine(OrdersMixin):
         self._changed(acct)
         return m.reply(cid, m.OK, "Account created", {"balance": acct.balance})
 
-    def _open(self, cid: str, msg: dict[str, Any]) -> Reply:
-        acct = self._account(msg)
+    def _market_side_qty(self, msg: dict[str, Any]) -> tuple[MarketSpec, int, int]:
+        """The market, side (+1/-1) and quantity of an open or an order, validated."""
         market = msg.get("market")
         spec = self.markets.get(market) if isinstance(market, str) else None
         if spec is None:
@@ -275,6 +275,11 @@ class Engine(OrdersMixin):
         if qty % spec.qty_step or qty < spec.min_qty:
             raise _invalid(f"quantity must be a positive multiple of {spec.qty_step} units "
                            f"(1e-8 {spec.base}) for {spec.symbol}")
+        return spec, side, qty
+
+    def _open(self, cid: str, msg: dict[str, Any]) -> Reply:
+        acct = self._account(msg)
+        spec, side, qty = self._market_side_qty(msg)
         lev = _int_field(msg, "leverage", 1, spec.max_leverage)
         slip = _int_field(msg, "slippage_bps", 0, BPS_SCALE)
         seen = _int_field(msg, "price", 1, MAX_PRICE)

@@ -41,22 +41,10 @@ def bid_book(market: str) -> str:
 class OrdersMixin(_Base):
     # ------------------------------------------------------------------ commands
     def _place_order(self, cid: str, msg: dict[str, Any]) -> dict[str, Any]:
-        from .engine import CommandError, MAX_PRICE, MAX_QTY, _int_field, _invalid, _str_field
+        from .engine import CommandError, MAX_PRICE, _int_field, _invalid, _str_field
 
         acct = self._account(msg)
-        market = msg.get("market")
-        spec = self.markets.get(market) if isinstance(market, str) else None
-        if spec is None:
-            raise _invalid(f"unknown market {market!r}; known: {', '.join(sorted(self.markets))}")
-        # FIX (tests): isinstance first, as in _open: a list or dict here is
-        # unhashable and .get() raised TypeError out of apply() (a poison entry)
-        side_v = msg.get("side")
-        side = m.SIDES.get(side_v) if isinstance(side_v, str) else None
-        if side is None:
-            raise _invalid("side must be 'long' or 'short'")
-        qty = _int_field(msg, "qty", 1, MAX_QTY)
-        if qty % spec.qty_step or qty < spec.min_qty:
-            raise _invalid(f"quantity must be a positive multiple of {spec.qty_step} units for {spec.symbol}")
+        spec, side, qty = self._market_side_qty(msg)
         limit = _int_field(msg, "limit_price", 1, MAX_PRICE)
         if limit % spec.tick_size:
             raise _invalid(f"limit_price must be a multiple of the tick size {spec.tick_size}")
