@@ -20,7 +20,7 @@ MarginMode = Literal["cross", "isolated"]
 Interval = Literal["1m", "5m", "15m", "1h", "4h", "1d"]
 
 MAX_PRICE = 10**13  # $1e9 with 4 decimals, the engine's bound
-MAX_QTY = 100_000_000  # base units
+MAX_QTY = 10_000_000  # base units (15 significant digits at 1e-8: exact as a JSON number)
 # no spaces or control characters (Postgres text cannot hold NUL)
 EMAIL_PATTERN = r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+$"
 

@@ -35,7 +35,7 @@ from .triggers import ALWAYS, FALLING, RISING, Key, TriggerIndex
 
 STARTING_BALANCE = 5_000 * USD_SCALE  # $5,000.00
 MAX_PRICE = 10**13  # $1e9 in price units: anything above is a typo or an attack
-MAX_QTY = 10**16  # 1e8 base units
+MAX_QTY = 10**15  # 1e7 base units: 15 significant digits, exact as a JSON number
 
 Reply = dict[str, Any]
 Event = dict[str, Any]
