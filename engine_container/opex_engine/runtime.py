@@ -89,7 +89,8 @@ class EngineRuntime:
         self.keys = settings.keys
         self.stream = self.keys.input_stream(shard)
         self.events_stream = self.keys.event_stream(shard)
-        self.redis = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5)
+        self.redis = redis_lib.Redis.from_url(settings.redis_url, socket_timeout=10, socket_connect_timeout=5,
+                                             client_name=f"{settings.key_prefix}:engine:{shard}")
         self.snapshots_enabled = snapshots and bool(settings.mongo_url)
         self.engine: Engine
         self.stats = Stats()

@@ -118,6 +118,19 @@ def test_redis_crash_and_restart_under_load(engine_factory, settings, tmp_path: 
         server.stop()
 
 
+def _blocked_in_read(client: redis_lib.Redis, name: str, timeout_s: float = 5.0) -> bool:
+    """Wait until the connection named ``name`` (the engine's or the history
+    writer's, in CLIENT LIST) sits blocked in XREADGROUP (flag ``b``): the
+    process has finished its last batch and waits for input."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for c in client.client_list():
+            if c.get("name") == name and c.get("cmd") == "xreadgroup" and "b" in c.get("flags", ""):
+                return True
+        time.sleep(0.002)
+    return False
+
+
 def _handed_over(client: redis_lib.Redis, stream: str, entry_id: bytes) -> bool:
     """Redis delivered ``entry_id`` to the engine's consumer (it is in the group's pending list)."""
     summary = client.xpending(stream, "engine")
@@ -138,7 +151,9 @@ def test_redis_dies_between_handing_a_batch_to_the_engine_and_its_publication(  
     were told)."""
     server = PrivateRedis(tmp_path / "redis").start()
     try:
-        s = settings.model_copy(update={"redis_url": server.url, "snapshot_interval_s": 600.0})
+        # a long BLOCK so the read the engine is caught in does not time out first
+        s = settings.model_copy(update={"redis_url": server.url, "snapshot_interval_s": 600.0,
+                                        "engine_block_ms": 1_000})
         engine = engine_factory(settings_override=s).start()
         start_history(s)
         load = Load(s, clients=0, users_per_client=0, tag="w")
@@ -154,7 +169,8 @@ def test_redis_dies_between_handing_a_batch_to_the_engine_and_its_publication(  
                 msg = {"id": f"open-{attempt}", "type": "open", "user_id": "w-alice", "market": "BTC_USDC_PERP",
                        "side": "long", "qty": 10_000, "leverage": 10, "slippage_bps": 500,
                        "price": load.mid["BTC_USDC_PERP"], "margin_mode": "cross"}
-                os.kill(pid, signal.SIGSTOP)  # the engine waits inside XREADGROUP ... BLOCK, nearly always
+                assert _blocked_in_read(client, f"{s.key_prefix}:engine:0"), "the engine never waited in XREADGROUP"
+                os.kill(pid, signal.SIGSTOP)
                 entry = client.xadd(stream, {"d": orjson.dumps(msg)})
                 time.sleep(0.02)
                 if _handed_over(client, stream, entry):
@@ -210,7 +226,8 @@ def test_history_writer_resumes_promptly_after_redis_restarts(  # type: ignore[n
         assert history.proc is not None
         try:
             for attempt in range(20):
-                os.kill(history.pid, signal.SIGSTOP)  # inside XREADGROUP ... BLOCK 100, nearly always
+                assert _blocked_in_read(client, f"{s.key_prefix}:history"), "the writer never waited in XREADGROUP"
+                os.kill(history.pid, signal.SIGSTOP)
                 cmd = load.call(client, {"id": f"h-open-{attempt}", "type": "open", "user_id": "h-bob",
                                          "market": "BTC_USDC_PERP", "side": "short", "qty": 10_000,
                                          "leverage": 5, "slippage_bps": 500, "price": load.mid["BTC_USDC_PERP"],

@@ -285,7 +285,8 @@ async def run_history_writer(settings: Settings, stop: asyncio.Event) -> None:
     """Run until ``stop`` is set."""
     hs = _history_settings(settings)
     redis = aioredis.Redis.from_url(hs.redis_url, socket_connect_timeout=2,
-                                    socket_timeout=hs.history_block_ms / 1000 + 5, health_check_interval=30)
+                                    socket_timeout=hs.history_block_ms / 1000 + 5, health_check_interval=30,
+                                    client_name=f"{hs.key_prefix}:history")
     try:
         await HistoryWriter(hs, redis).run(stop)
     finally:
