@@ -23,6 +23,8 @@ frontend/node_modules/.installed: frontend/package-lock.json
 	touch $@
 
 setup: $(STAMP) $(if $(wildcard frontend/package-lock.json),frontend/node_modules/.installed)
+	@# the engine core compiled with mypyc (skipped when up to date; docs/engine.md, "Native core")
+	$(PY) engine_container/build_native.py
 
 frontend-build: setup
 	@if [ -f frontend/package.json ]; then cd frontend && npm run build --silent; fi

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
+export OPEX_REQUIRE_NATIVE=1  # make setup built the compiled engine: its equivalence test must run
 
 echo "== python: unit, integration, slow"
 $PY -m pytest -q -m "not e2e" tests

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 
 from opex_common import messages as m
@@ -627,7 +628,7 @@ def _assert_refused_cleanly(k: Kit, msg: dict[str, object], code: str, words: st
     assert words in rep["message"], rep["message"]
     assert k.events == []
     assert k.core_bytes() == before  # accounts, prices, fund, counters: untouched
-    assert {c: r for c, r in k.state.dedup.items() if c not in dedup} == {msg["id"]: rep}
+    assert {c: orjson.loads(r) for c, r in k.state.dedup.items() if c not in dedup} == {msg["id"]: rep}
 
 
 @pytest.mark.unit
@@ -796,3 +797,23 @@ def test_event_ids_are_unique_and_derive_from_the_entry() -> None:
     entry = k.log[-1][0]
     assert [e["id"] for e in k.events] == [f"0:{entry}:{i}" for i in range(len(k.events))]
     assert [e["type"] for e in k.events] == [m.EV_LEDGER, m.EV_LEDGER, m.EV_TRADE_OPENED]
+
+
+@pytest.mark.unit
+def test_a_version_2_snapshot_still_loads_and_answers_retries() -> None:
+    """Snapshots before version 3 kept each remembered reply as an object, not
+    as its JSON text; an engine booting from one must answer a retry with the
+    same reply and carry on."""
+    from opex_engine.core.state import EngineState
+    from tests.engine.kit import restore
+
+    k = kit_with((BTC, BTC_50K))
+    msg = k.open_msg("u1", BTC, "long", Q01, 10)
+    first = k.send(msg)
+    snap = orjson.loads(k.snapshot_bytes())
+    assert snap["v"] == 3
+    old = {**snap, "v": 2, "dedup": [[ts, cid, orjson.loads(text)] for ts, cid, text in snap["dedup"]]}
+    engine = restore(EngineState.from_snapshot(old))
+    rep, events = engine.apply("999999-0", k.now + 1, msg)
+    assert rep == first and events == []
+    assert engine.state.to_snapshot()["dedup"] == snap["dedup"]

@@ -33,46 +33,46 @@ def popped(ix: TriggerIndex, market: str, price: int) -> set[object]:
 @pytest.mark.unit
 def test_falling_fires_at_or_below_the_level() -> None:
     ix = TriggerIndex()
-    ix.set("a", ((BTC, FALLING, 100),))
+    ix.set(("iso", "a"), ((BTC, FALLING, 100),))
     assert popped(ix, BTC, 101) == set()
-    assert "a" in ix
-    assert popped(ix, BTC, 100) == {"a"}
-    assert "a" not in ix and len(ix) == 0
+    assert ("iso", "a") in ix
+    assert popped(ix, BTC, 100) == {("iso", "a")}
+    assert ("iso", "a") not in ix and len(ix) == 0
     assert popped(ix, BTC, 50) == set()  # a popped key is no longer watched
 
 
 @pytest.mark.unit
 def test_rising_fires_at_or_above_the_level() -> None:
     ix = TriggerIndex()
-    ix.set("a", ((BTC, RISING, 100),))
-    ix.set("b", ((BTC, RISING, 120),))
+    ix.set(("iso", "a"), ((BTC, RISING, 100),))
+    ix.set(("iso", "b"), ((BTC, RISING, 120),))
     assert popped(ix, BTC, 99) == set()
-    assert popped(ix, BTC, 110) == {"a"}
-    assert popped(ix, BTC, 500) == {"b"}
+    assert popped(ix, BTC, 110) == {("iso", "a")}
+    assert popped(ix, BTC, 500) == {("iso", "b")}
 
 
 @pytest.mark.unit
 def test_levels_are_per_market_and_a_key_may_watch_several() -> None:
     ix = TriggerIndex()
-    ix.set("acct", ((BTC, FALLING, 100), (ETH, RISING, 50)))
+    ix.set(("acct", "u1"), ((BTC, FALLING, 100), (ETH, RISING, 50)))
     assert popped(ix, ETH, 49) == set()
-    assert popped(ix, ETH, 100) == {"acct"}  # pops from every market at once
+    assert popped(ix, ETH, 100) == {("acct", "u1")}  # pops from every market at once
     assert popped(ix, BTC, 1) == set()
 
 
 @pytest.mark.unit
 def test_always_level_fires_on_any_price() -> None:
     ix = TriggerIndex()
-    ix.set("k", ((BTC, FALLING, ALWAYS),))
-    assert popped(ix, BTC, 10**13) == {"k"}
+    ix.set(("iso", "k"), ((BTC, FALLING, ALWAYS),))
+    assert popped(ix, BTC, 10**13) == {("iso", "k")}
 
 
 @pytest.mark.unit
 def test_remove_is_lazy_but_final() -> None:
     ix = TriggerIndex()
-    ix.set("a", ((BTC, FALLING, 100),))
-    ix.remove("a")
-    ix.remove("never-set")  # harmless
+    ix.set(("iso", "a"), ((BTC, FALLING, 100),))
+    ix.remove(("iso", "a"))
+    ix.remove(("iso", "never-set"))  # harmless
     assert len(ix) == 0
     assert popped(ix, BTC, 0) == set()
 
@@ -80,34 +80,34 @@ def test_remove_is_lazy_but_final() -> None:
 @pytest.mark.unit
 def test_reset_replaces_old_levels() -> None:
     ix = TriggerIndex()
-    ix.set("a", ((BTC, FALLING, 100),))
-    ix.set("a", ((BTC, FALLING, 50),))  # moved down: 100 no longer fires
+    ix.set(("iso", "a"), ((BTC, FALLING, 100),))
+    ix.set(("iso", "a"), ((BTC, FALLING, 50),))  # moved down: 100 no longer fires
     assert popped(ix, BTC, 80) == set()
-    assert popped(ix, BTC, 50) == {"a"}
-    ix.set("a", ((BTC, RISING, 10),))
-    ix.set("a", ((ETH, FALLING, 5),))  # moved to another market
+    assert popped(ix, BTC, 50) == {("iso", "a")}
+    ix.set(("iso", "a"), ((BTC, RISING, 10),))
+    ix.set(("iso", "a"), ((ETH, FALLING, 5),))  # moved to another market
     assert popped(ix, BTC, 10**9) == set()
-    assert popped(ix, ETH, 5) == {"a"}
+    assert popped(ix, ETH, 5) == {("iso", "a")}
 
 
 @pytest.mark.unit
 def test_set_with_no_levels_unwatches() -> None:
     ix = TriggerIndex()
-    ix.set("a", ((BTC, FALLING, 100),))
-    ix.set("a", ())
-    assert "a" not in ix and popped(ix, BTC, 0) == set()
+    ix.set(("iso", "a"), ((BTC, FALLING, 100),))
+    ix.set(("iso", "a"), ())
+    assert ("iso", "a") not in ix and popped(ix, BTC, 0) == set()
 
 
 @pytest.mark.unit
 def test_a_popped_key_set_again_fires_again() -> None:
     ix = TriggerIndex()
-    ix.set("a", ((BTC, FALLING, 100),))
-    assert popped(ix, BTC, 90) == {"a"}
-    ix.set("a", ((BTC, FALLING, 100),))
-    assert popped(ix, BTC, 90) == {"a"}
+    ix.set(("iso", "a"), ((BTC, FALLING, 100),))
+    assert popped(ix, BTC, 90) == {("iso", "a")}
+    ix.set(("iso", "a"), ((BTC, FALLING, 100),))
+    assert popped(ix, BTC, 90) == {("iso", "a")}
 
 
-def _model_pop(model: dict[str, tuple[tuple[str, int, int], ...]], market: str, price: int) -> set[str]:
+def _model_pop(model: dict[tuple[str, str], tuple[tuple[str, int, int], ...]], market: str, price: int) -> set[str]:
     """What the index must do, written the slow obvious way."""
     hit = {k for k, levels in model.items()
            if any(mk == market and (price <= lv if d == FALLING else price >= lv) for mk, d, lv in levels)}
@@ -119,10 +119,10 @@ def _model_pop(model: dict[str, tuple[tuple[str, int, int], ...]], market: str, 
 @pytest.mark.unit
 def test_compaction_keeps_behaviour_and_bounds_memory() -> None:
     ix = TriggerIndex()
-    model: dict[str, tuple[tuple[str, int, int], ...]] = {}
+    model: dict[tuple[str, str], tuple[tuple[str, int, int], ...]] = {}
     # re-set a few keys thousands of times: stale heap entries pile up, compaction must run
     for i in range(12_000):
-        key = f"k{i % 7}"
+        key = ("iso", f"k{i % 7}")
         levels = ((BTC, FALLING, 1_000 + (i * 37) % 500), (ETH, RISING, 5_000 + (i * 11) % 300))
         ix.set(key, levels)
         model[key] = levels
@@ -137,13 +137,13 @@ def test_compaction_keeps_behaviour_and_bounds_memory() -> None:
 def test_compaction_preserves_live_levels_exactly() -> None:
     ix = TriggerIndex()
     for i in range(100):
-        ix.set(("iso", i), ((BTC, FALLING, i * 10),))
+        ix.set(("iso", str(i)), ((BTC, FALLING, i * 10),))
     for i in range(0, 100, 2):
-        ix.remove(("iso", i))
+        ix.remove(("iso", str(i)))
     ix._compact()
     assert ix._heap_size == 50
-    assert popped(ix, BTC, 505) == {("iso", i) for i in range(51, 100, 2)}
-    assert popped(ix, BTC, 0) == {("iso", i) for i in range(1, 51, 2)}
+    assert popped(ix, BTC, 505) == {("iso", str(i)) for i in range(51, 100, 2)}
+    assert popped(ix, BTC, 0) == {("iso", str(i)) for i in range(1, 51, 2)}
 
 
 _level = st.tuples(st.sampled_from([BTC, ETH]), st.sampled_from([FALLING, RISING]), st.integers(0, 50))
@@ -160,18 +160,18 @@ _ix_op = st.one_of(
 @given(st.lists(_ix_op, max_size=80))
 def test_index_matches_a_simple_model(ops: list[tuple[object, ...]]) -> None:
     ix = TriggerIndex()
-    model: dict[str, tuple[tuple[str, int, int], ...]] = {}
+    model: dict[tuple[str, str], tuple[tuple[str, int, int], ...]] = {}
     for o in ops:
         if o[0] == "set":
-            key, levels = f"k{o[1]}", o[2]
+            key, levels = ("iso", f"k{o[1]}"), o[2]
             ix.set(key, levels)  # type: ignore[arg-type]
             if levels:
                 model[key] = levels  # type: ignore[assignment]
             else:
                 model.pop(key, None)
         elif o[0] == "remove":
-            ix.remove(f"k{o[1]}")
-            model.pop(f"k{o[1]}", None)
+            ix.remove(("iso", f"k{o[1]}"))
+            model.pop(("iso", f"k{o[1]}"), None)
         elif o[0] == "pop":
             assert popped(ix, o[1], o[2]) == _model_pop(model, o[1], o[2])  # type: ignore[arg-type]
         else:

@@ -11,8 +11,12 @@ from __future__ import annotations
 from collections import deque
 from typing import Any
 
-SNAPSHOT_VERSION = 2  # 2: accounts carry resting orders and the margin-warning flag
-READABLE_VERSIONS = (1, 2)
+import orjson
+
+# 2: accounts carry resting orders and the margin-warning flag
+# 3: the dedup log holds each reply as its JSON text
+SNAPSHOT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 CLOSED_IDS_KEPT = 1000  # per account: lets "close" answer "already closed"
 
 
@@ -184,7 +188,10 @@ class EngineState:
         self.seq = 0  # id counter for trades
         self.clock_ms = 0  # engine time: the largest stream-entry time applied
         self.last_id = "0-0"  # last input stream id applied
-        self.dedup: dict[str, dict[str, Any]] = {}  # command id -> original reply
+        # command id -> the original reply, serialized: a reply kept as bytes is one
+        # object the garbage collector never scans instead of a dozen nested
+        # ones, and about a fifth of the memory (what a snapshot fork copies)
+        self.dedup: dict[str, bytes] = {}
         self.dedup_order: deque[tuple[int, str]] = deque()  # (applied at ms, command id)
 
     # -- canonical form ---------------------------------------------------------
@@ -200,7 +207,7 @@ class EngineState:
             "deposits": self.deposits,
             "prices": {m: p.to_list() for m, p in sorted(self.prices.items())},
             "accounts": [a.to_list() for _, a in sorted(self.accounts.items())],
-            "dedup": [[ts, cid, self.dedup[cid]] for ts, cid in self.dedup_order],
+            "dedup": [[ts, cid, self.dedup[cid].decode()] for ts, cid in self.dedup_order],
         }
 
     @classmethod
@@ -219,8 +226,9 @@ class EngineState:
         for av in snap["accounts"]:
             a = Account.from_list(av)
             s.accounts[a.user_id] = a
+        text = snap["v"] >= 3  # older versions kept the reply itself
         for ts, cid, rep in snap["dedup"]:
-            s.dedup[cid] = rep
+            s.dedup[cid] = rep.encode() if text else orjson.dumps(rep)
             s.dedup_order.append((ts, cid))
         return s
 
@@ -251,9 +259,9 @@ class EngineState:
             for o in a.orders.values():
                 if o.reserved_margin < 0 or o.reserved_fee < 0 or o.qty <= 0:
                     problems.append(f"order {o.id} reserved {o.reserved_margin}/{o.reserved_fee} qty {o.qty}")
-        t = self.totals()
-        held = t["balances"] + t["margins"] + t["reserved"] + t["insurance"]
-        if t["deposits"] + t["house_net_payout"] != held:
+        tot = self.totals()
+        held = tot["balances"] + tot["margins"] + tot["reserved"] + tot["insurance"]
+        if tot["deposits"] + tot["house_net_payout"] != held:
             problems.append(
-                f"conservation: deposits {t['deposits']} + house {t['house_net_payout']} != held {held}")
+                f"conservation: deposits {tot['deposits']} + house {tot['house_net_payout']} != held {held}")
         return problems

@@ -14,13 +14,13 @@ outnumber live ones, so memory stays proportional to what is watched.
 from __future__ import annotations
 
 import heapq
-from typing import Hashable
 
 FALLING = 0
 RISING = 1
 ALWAYS = 10**18  # a FALLING level that any price crosses
 
-Key = Hashable
+Key = tuple[str, str]  # (kind, id): ("iso", trade id), ("acct", user id), ("order", order id) ...
+KeySet = set[Key]  # (named here: inside TriggerIndex, ``set`` is the method)
 Level = tuple[str, int, int]  # (market, direction, price level)
 
 
@@ -60,7 +60,7 @@ class TriggerIndex:
     def remove(self, key: Key) -> None:
         self._live.pop(key, None)
 
-    def pop_crossed(self, market: str, price: int, out: set[Key]) -> None:
+    def pop_crossed(self, market: str, price: int, out: KeySet) -> None:
         """Move every key with a level in ``market`` crossed by ``price`` into ``out``.
 
         A popped key is no longer watched anywhere; whoever evaluates it
