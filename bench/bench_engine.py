@@ -16,6 +16,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -31,6 +32,7 @@ for p in ("layers/common/python", "engine_container", "functions"):
 from opex_common.markets import DEFAULT_MARKETS  # noqa: E402
 from opex_engine.core.engine import Engine  # noqa: E402
 from opex_engine.localstack import start_mongo_wire  # noqa: E402
+from opex_engine.runtime import settle_heap  # noqa: E402
 from opex_engine.snapshots import SnapshotStore, encode_state  # noqa: E402
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -95,22 +97,31 @@ def bench_in_process(n: int) -> dict[str, Any]:
     for u in range(1000):
         eng.apply(f"{t}-{u + 1}", t, {"id": f"c{u}", "type": "create_account", "user_id": f"u{u}"})
     gc.collect()
+    settle_heap()  # the garbage collector tuned as the engine process runs it
     apply = eng.apply
     open_ids: dict[str, str] = {}
     done = opens = 0
     seq = 0
+    rounds = n // 2000 + 1
+    users = [f"u{u}" for u in range(1000)]
+    # the inputs are built before the clock starts (the engine gets them parsed
+    # from the stream); only a close's trade id comes from the open before it
+    open_msgs = [[{**open_msg(rnd * 1000 + u, users[u]), "id": f"o{rnd}-{u}"} for u in range(1000)]
+                 for rnd in range(rounds)]
+    close_ids = [[f"x{rnd}-{u}" for u in range(1000)] for rnd in range(rounds)]
     start = time.perf_counter()
     rnd = 0
     while done < n:
         t += 1
+        opens_r, closes_r = open_msgs[rnd], close_ids[rnd]
         for u in range(1000):
-            user = f"u{u}"
+            user = users[u]
             tid = open_ids.get(user)
             if tid is not None:
                 seq += 1
-                apply(f"{t}-{seq}", t, {"id": f"x{rnd}-{u}", "type": "close", "user_id": user, "trade_id": tid})
+                apply(f"{t}-{seq}", t, {"id": closes_r[u], "type": "close", "user_id": user, "trade_id": tid})
             seq += 1
-            rep, _ = apply(f"{t}-{seq}", t, {**open_msg(rnd * 1000 + u, user), "id": f"o{rnd}-{u}"})
+            rep, _ = apply(f"{t}-{seq}", t, opens_r[u])
             open_ids[user] = rep["data"]["trade"]["id"]  # type: ignore[index]
             opens += 1
             done += 2 if tid is not None else 1
@@ -240,7 +251,7 @@ def _env(prefix: str, mongo_url: str, **extra: str) -> dict[str, str]:
     return env
 
 
-def bench_through_redis(n: int, mongo_url: str, workdir: Path) -> dict[str, Any]:
+def bench_through_redis(n: int, mongo_url: str, workdir: Path, producers: int = 2) -> dict[str, Any]:
     """Commands/s from XADD to reply through a real engine process."""
     prefix = f"opex-bench-{uuid.uuid4().hex[:6]}"
     r = redis_lib.Redis.from_url(REDIS_URL)
@@ -256,40 +267,56 @@ def bench_through_redis(n: int, mongo_url: str, workdir: Path) -> dict[str, Any]
             pipe.xadd(stream, {"d": orjson.dumps({"id": f"c{u}", "type": "create_account", "user_id": f"u{u}"})})
         pipe.execute()
         r.blpop([f"{prefix}:reply:c999"], timeout=30)
-        # Rounds: every user closes the trade it opened last round and opens a
-        # new one (2,000 commands in flight per round), as traders would.
-        open_ids: dict[str, str] = {}
-        sent = 0
-        rnd = 0
+
+        def producer(users: list[str], quota: int, out: list[int]) -> None:
+            # Rounds: every user closes the trade it opened last round and opens
+            # a new one, all in flight at once, then reads every reply, as the
+            # API's many concurrent requests would.
+            conn = redis_lib.Redis.from_url(REDIS_URL)
+            open_ids: dict[str, str] = {}
+            sent = rnd = 0
+            while sent < quota:
+                cmds: list[dict[str, Any]] = []
+                for user in users:
+                    if user in open_ids:
+                        cmds.append({"id": f"x{rnd}-{user}", "type": "close", "user_id": user,
+                                     "trade_id": open_ids[user]})
+                    cmds.append({**open_msg(rnd * 1000 + int(user[1:]), user), "id": f"o{rnd}-{user}"})
+                pipe = conn.pipeline(transaction=False)
+                for c in cmds:
+                    pipe.xadd(stream, {"d": orjson.dumps(c)})
+                pipe.execute()
+                last = conn.blpop([f"{prefix}:reply:{cmds[-1]['id']}"], timeout=60)
+                assert last is not None, "engine did not answer"
+                pipe = conn.pipeline(transaction=False)
+                for c in cmds[:-1]:
+                    pipe.lpop(f"{prefix}:reply:{c['id']}")
+                replies = [*pipe.execute(), last[1]]
+                for c, raw in zip(cmds, replies, strict=True):
+                    rep = orjson.loads(raw)
+                    assert rep["ok"], rep
+                    if c["type"] == "open":
+                        open_ids[c["user_id"]] = rep["data"]["trade"]["id"]
+                sent += len(cmds)
+                rnd += 1
+            conn.close()
+            out.append(sent)
+
+        # Two clients with 500 users each: while the engine works through one
+        # client's round the other sends or reads its own (one client alone
+        # would leave the engine idle while it builds and reads its rounds).
+        groups = [[f"u{u}" for u in range(k, 1000, producers)] for k in range(producers)]
+        counts: list[int] = []
+        threads = [threading.Thread(target=producer, args=(g, n // producers, counts)) for g in groups]
         start = time.perf_counter()
-        while sent < n:
-            cmds: list[dict[str, Any]] = []
-            for u in range(1000):
-                user = f"u{u}"
-                if user in open_ids:
-                    cmds.append({"id": f"x{rnd}-{u}", "type": "close", "user_id": user,
-                                 "trade_id": open_ids[user]})
-                cmds.append({**open_msg(rnd * 1000 + u, user), "id": f"o{rnd}-{u}"})
-            pipe = r.pipeline(transaction=False)
-            for c in cmds:
-                pipe.xadd(stream, {"d": orjson.dumps(c)})
-            pipe.execute()
-            last = r.blpop([f"{prefix}:reply:{cmds[-1]['id']}"], timeout=60)
-            assert last is not None, "engine did not answer"
-            pipe = r.pipeline(transaction=False)
-            for c in cmds[:-1]:
-                pipe.lpop(f"{prefix}:reply:{c['id']}")
-            replies = [*pipe.execute(), last[1]]
-            for c, raw in zip(cmds, replies, strict=True):
-                rep = orjson.loads(raw)
-                assert rep["ok"], rep
-                if c["type"] == "open":
-                    open_ids[c["user_id"]] = rep["data"]["trade"]["id"]
-            sent += len(cmds)
-            rnd += 1
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+        sent = sum(counts)
+        assert len(counts) == producers, "a client failed"
         elapsed = time.perf_counter() - start
-        n = sent
-        return {"commands": n, "commands_per_s": n / elapsed, "seconds": elapsed}
+        return {"commands": sent, "commands_per_s": sent / elapsed, "seconds": elapsed, "clients": producers}
     finally:
         proc.terminate()
         proc.wait(60)
