@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 for p in ("layers/common/python", "engine_container", "functions"):
     sys.path.insert(0, str(ROOT / p))
 
+import opex_engine.core as core  # noqa: E402
 from opex_common.markets import DEFAULT_MARKETS  # noqa: E402
 from opex_engine.core.engine import Engine  # noqa: E402
 from opex_engine.localstack import start_mongo_wire  # noqa: E402
@@ -377,6 +378,7 @@ def bench_recovery_and_stall(trades: int, after: int, mongo_url: str, workdir: P
         return {"open_trades": trades, "entries_after_snapshot": after,
                 "recovery_seconds": st["boot_seconds"], "recovery_wall_seconds_incl_process_start": wall,
                 "snapshots_taken": st2["snapshots"], "snapshot_stall_ms_max": st2["max_fork_ms"],
+                "engine_rss_mb": st2.get("rss_mb"),
                 "snapshot_bytes": len(payload)}
     finally:
         proc.terminate()
@@ -398,7 +400,7 @@ def run(quick: bool = False) -> dict[str, Any]:
         server = start_mongo_wire(work / "mongo")
         mongo_url = server.url
     try:
-        res: dict[str, Any] = {}
+        res: dict[str, Any] = {"native": core.NATIVE}
         res["in_process"] = bench_in_process(20_000 if quick else 100_000)
         res["through_redis"] = bench_through_redis(20_000 if quick else 100_000, mongo_url, work)
         res["tick_cost"] = bench_tick_cost([1_000, 10_000] if quick else [1_000, 10_000, 100_000])

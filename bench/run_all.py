@@ -83,8 +83,14 @@ def markdown(report: dict[str, Any]) -> str:
         rec = eng["recovery"]
         rows.append((f"Recovery: {rec['open_trades']:,} trades + {rec['entries_after_snapshot']:,} entries",
                      f"{rec['recovery_seconds']:.2f} s", "< 5 s"))
-        rows.append(("Longest trading stall caused by a snapshot", f"{rec['snapshot_stall_ms_max']:.2f} ms",
+        rss = rec.get("engine_rss_mb")
+        rows.append(("Longest trading stall caused by a snapshot (the fork)",
+                     f"{rec['snapshot_stall_ms_max']:.2f} ms" + (f" (engine resident: {rss:,.0f} MB)" if rss else ""),
                      "< 10 ms"))
+        native = eng.get("native")
+        if native is not None:
+            rows.append(("Engine core build used by these figures", "mypyc-compiled" if native else "Python sources",
+                         ""))
     for name in ("poller", "api", "ws", "frontend"):
         b = _get(report, "benches", name)
         if b and b.get("status") == "ok" and isinstance(b.get("results"), dict):

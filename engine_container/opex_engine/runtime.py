@@ -48,8 +48,18 @@ from opex_common.settings import Settings
 
 from .core.engine import Engine
 from .core.state import EngineState
+from .snapshots import SnapshotStore, encode_state, safe_prune
 
 GC_THRESHOLDS = (10_000, 20, 20)  # young collections every 10k net allocations, not 700
+
+
+def _rss_mb() -> float | None:
+    """Resident memory of this process (what a snapshot fork has to map)."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def settle_heap(collect: bool = False) -> None:
@@ -62,7 +72,7 @@ def settle_heap(collect: bool = False) -> None:
     if collect:
         gc.collect()
     gc.freeze()
-from .snapshots import SnapshotStore, encode_state, safe_prune
+
 
 log = logging.getLogger("opex.engine")
 
@@ -333,7 +343,7 @@ class EngineRuntime:
             "accounts": len(st.accounts), "applied": self.stats.applied, "ts": int(time.time() * 1000),
             "snapshots": self.stats.snapshots, "snapshot_failures": self.stats.snapshot_failures,
             "max_fork_ms": round(self.stats.max_fork_ms, 3), "boot_seconds": round(self.stats.boot_seconds, 3),
-            "insurance": st.insurance,
+            "insurance": st.insurance, "rss_mb": _rss_mb(),
         }
         try:
             self.redis.set(self.keys.engine_status(self.shard), orjson.dumps(body), ex=STATUS_TTL_S)
