@@ -3,8 +3,8 @@
 
 The local gateway (``python -m opex_ws.local_gateway``) and the pusher
 (``python -m opex_engine pusher``) run as their real processes; this process
-runs N real ``websockets`` clients (each its own signed-in user, subscribed to
-BTC) and plays the poller: each tick is one pipeline with the ``prices`` hash
+runs N real WebSocket clients (websockets' Sans-I/O protocol in an asyncio
+protocol; each its own signed-in user, subscribed to BTC) and plays the poller: each tick is one pipeline with the ``prices`` hash
 and a PUBLISH on the live prices channel, carrying a unique ``ts``.
 
 1. **fan-out latency**: one tick a second (below the 2/s cap, so every tick
@@ -52,9 +52,13 @@ for _p in ("layers/common/python", "engine_container", "functions", "."):
 import orjson  # noqa: E402
 import redis as redis_sync  # noqa: E402
 import redis.asyncio as aioredis  # noqa: E402
-import websockets  # noqa: E402
+from websockets.client import ClientProtocol  # noqa: E402
+from websockets.frames import Opcode  # noqa: E402
+from websockets.http11 import Response  # noqa: E402
+from websockets.uri import parse_uri  # noqa: E402
 
 from opex_common.settings import Settings  # noqa: E402
+from opex_engine.pusher.config import PusherSettings, push_processes  # noqa: E402
 
 BTC = "BTC_USDC_PERP"
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -136,34 +140,109 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 # ---------------------------------------------------------------------- clients
+class SansIOClient(asyncio.Protocol):
+    """One real WebSocket client: websockets' Sans-I/O ``ClientProtocol`` (the
+    handshake, framing, ping/pong and closing of websockets itself) driven
+    straight from an asyncio protocol. websockets' asyncio client wakes a task
+    and a future per message (~100 µs of CPU here); this one handles a frame
+    in the socket callback (~20 µs), so 1,000 clients in this process do not
+    compete with the pusher and the gateway for the machine's CPUs as much.
+    A frame's arrival time is taken as soon as its bytes are read."""
+
+    def __init__(self, url: str, token: str, on_message: Any) -> None:
+        self.protocol = ClientProtocol(parse_uri(url), max_size=None)
+        self.request = self.protocol.connect()
+        self.request.headers["Cookie"] = f"jwt={token}"
+        self.on_message = on_message
+        loop = asyncio.get_running_loop()
+        self.opened: asyncio.Future[None] = loop.create_future()
+        self.closed: asyncio.Future[None] = loop.create_future()
+        self.transport: asyncio.Transport | None = None
+        self.parts: list[bytes] = []
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        self.protocol.send_request(self.request)
+        self._flush()
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        self.protocol.receive_data(data)
+        for event in self.protocol.events_received():
+            if isinstance(event, Response):
+                if self.protocol.handshake_exc is not None:
+                    if not self.opened.done():
+                        self.opened.set_exception(self.protocol.handshake_exc)
+                elif not self.opened.done():
+                    self.opened.set_result(None)
+            elif event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
+                self.parts.append(event.data)
+                if event.fin:
+                    raw, self.parts = b"".join(self.parts), []
+                    self.on_message(raw, now)
+        self._flush()
+
+    def _flush(self) -> None:
+        assert self.transport is not None
+        for data in self.protocol.data_to_send():
+            if data:
+                self.transport.write(data)
+            elif self.transport.can_write_eof():
+                self.transport.write_eof()
+
+    def eof_received(self) -> bool | None:
+        self.protocol.receive_eof()
+        self._flush()
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.opened.done():
+            self.opened.set_exception(exc or ConnectionError("closed during the handshake"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def send_text(self, text: str) -> None:
+        self.protocol.send_text(text.encode())
+        self._flush()
+
+    async def close(self) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        with contextlib.suppress(Exception):
+            self.protocol.send_close(1000)
+            self._flush()
+            await asyncio.wait_for(asyncio.shield(self.closed), 5)
+        self.transport.close()
+
+
 class Clients:
-    """N websockets clients; every prices frame is timestamped on arrival."""
+    """N WebSocket clients; every prices frame is timestamped on arrival."""
 
     def __init__(self) -> None:
         self.arrivals: dict[int, list[float]] = {}  # ts of the BTC price -> arrival times (time.time())
         self.by_client: list[list[tuple[int, float]]] = []  # per client: (ts, arrival time)
         self.frames = 0
-        self.socks: list[Any] = []
-        self.readers: list[asyncio.Task[None]] = []
+        self.socks: list[SansIOClient] = []
         self.subscribed = 0
 
-    async def _read(self, ws: Any) -> None:
+    def _reader(self) -> Any:
         loads = orjson.loads
         arrivals = self.arrivals
         mine: list[tuple[int, float]] = []
         self.by_client.append(mine)
-        with contextlib.suppress(websockets.ConnectionClosed):
-            async for raw in ws:
-                now = time.time()
-                msg = loads(raw)
-                kind = msg.get("type")
-                if kind == "prices":
-                    self.frames += 1
-                    ts = msg["prices"][BTC]["ts"]
-                    arrivals.setdefault(ts, []).append(now)
-                    mine.append((ts, now))
-                elif kind == "subscribed":
-                    self.subscribed += 1
+
+        def on_message(raw: bytes, now: float) -> None:
+            msg = loads(raw)
+            kind = msg.get("type")
+            if kind == "prices":
+                self.frames += 1
+                ts = msg["prices"][BTC]["ts"]
+                arrivals.setdefault(ts, []).append(now)
+                mine.append((ts, now))
+            elif kind == "subscribed":
+                self.subscribed += 1
+
+        return on_message
 
     def has_it(self, ts: int) -> list[float | None]:
         """Per client, when it first held a price at least as new as ``ts``
@@ -175,24 +254,23 @@ class Clients:
 
     async def connect(self, url: str, tokens: list[str], concurrency: int = 50) -> float:
         sem = asyncio.Semaphore(concurrency)
+        uri = parse_uri(url)
+        loop = asyncio.get_running_loop()
         t0 = time.monotonic()
 
         async def one(token: str) -> None:
             async with sem:
-                ws = await websockets.connect(url, additional_headers={"Cookie": f"jwt={token}"},
-                                              open_timeout=60, ping_interval=None, compression=None,
-                                              max_queue=None)
-                self.socks.append(ws)
-                self.readers.append(asyncio.ensure_future(self._read(ws)))
-                await ws.send('{"type":"subscribe","markets":["BTC_USDC_PERP"]}')
+                _, client = await loop.create_connection(lambda: SansIOClient(url, token, self._reader()),
+                                                         uri.host, uri.port)
+                await asyncio.wait_for(client.opened, 60)
+                self.socks.append(client)
+                client.send_text('{"type":"subscribe","markets":["BTC_USDC_PERP"]}')
 
         await asyncio.gather(*(one(t) for t in tokens))
         return time.monotonic() - t0
 
     async def close(self) -> None:
         await asyncio.gather(*(ws.close() for ws in self.socks), return_exceptions=True)
-        for r in self.readers:
-            r.cancel()
 
 
 def price(i: int, ts: int) -> dict[str, Any]:
@@ -286,9 +364,10 @@ async def post_cost(port: int, n: int = 1500) -> dict[str, Any]:
     """CPU per @connections POST in this process, by transport (posts to an
     unknown id: the gateway answers 410 Gone at once, so this is the client's cost):
 
-    - boto3's client, as the pusher posts (serialize, SigV4-sign, urllib3, parse);
+    - boto3's client with botocore's own HTTP session (urllib3 + http.client);
+    - boto3's client over the pusher's KeepAliveTransport (what the pusher uses);
     - the same request SigV4-signed by botocore's signer and sent with aiohttp
-      (a reference for what the boto3 client itself costs; the pusher does not use it).
+      (a reference: no boto3 client at all; the pusher does not use it).
     """
     import aiohttp
     import boto3
@@ -297,23 +376,32 @@ async def post_cost(port: int, n: int = 1500) -> dict[str, Any]:
     from botocore.config import Config
     from botocore.credentials import Credentials
 
+    from opex_engine.pusher.transport import KeepAliveTransport
+
     url = f"http://127.0.0.1:{port}"
     data = orjson.dumps({"type": "prices", "prices": {BTC: price(1, 1)}, "decimal": 4})
-    client = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local",
-                                   region_name="us-east-1").client(
-        "apigatewaymanagementapi", endpoint_url=url,
-        config=Config(parameter_validation=False, retries={"total_max_attempts": 1}))
 
-    def boto_posts() -> None:
-        for i in range(n):
+    def make_client(keepalive: bool) -> Any:
+        client = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local",
+                                       region_name="us-east-1").client(
+            "apigatewaymanagementapi", endpoint_url=url,
+            config=Config(parameter_validation=False, retries={"total_max_attempts": 1}))
+        if keepalive:
+            assert KeepAliveTransport(url, connect_timeout=2, read_timeout=3).attach(client)
+        return client
+
+    def boto_posts(client: Any, count: int) -> None:
+        for i in range(count):
             with contextlib.suppress(client.exceptions.GoneException):
                 client.post_to_connection(ConnectionId=f"bench{i}", Data=data)
 
-    with contextlib.suppress(client.exceptions.GoneException):
-        client.post_to_connection(ConnectionId="warm", Data=data)
-    c0 = self_cpu()
-    await asyncio.to_thread(boto_posts)
-    boto_us = 1e6 * (self_cpu() - c0) / n
+    out: dict[str, Any] = {"posts": n}
+    for name, keepalive in (("boto3_client_us_cpu", False), ("boto3_keepalive_us_cpu", True)):
+        client = make_client(keepalive)
+        boto_posts(client, 20)
+        c0 = self_cpu()
+        await asyncio.to_thread(boto_posts, client, n)
+        out[name] = round(1e6 * (self_cpu() - c0) / n, 1)
 
     signer = SigV4Auth(Credentials("local", "local"), "execute-api", "us-east-1")
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=8)) as session:
@@ -332,9 +420,8 @@ async def post_cost(port: int, n: int = 1500) -> dict[str, Any]:
                 await one(i)
 
         await asyncio.gather(*(bounded(i) for i in range(n)))
-        signed_us = 1e6 * (self_cpu() - c0) / n
-    return {"posts": n, "boto3_client_us_cpu": round(boto_us, 1),
-            "sigv4_aiohttp_reference_us_cpu": round(signed_us, 1)}
+        out["sigv4_aiohttp_reference_us_cpu"] = round(1e6 * (self_cpu() - c0) / n, 1)
+    return out
 
 
 # ---------------------------------------------------------------------- main
@@ -347,9 +434,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                                                                "functions")),
         "REDIS_URL": REDIS_URL, "KEY_PREFIX": prefix, "ENVIRONMENT": "local",
         "JWT_SECRET": secrets.token_urlsafe(48), "WS_CALLBACK_URL": f"http://127.0.0.1:{port}",
-        "WS_PRICE_RATE_PER_S": str(args.rate), "WS_PUSH_THREADS": str(args.threads),
-        "WS_PUSH_PROCESSES": str(args.processes), "POWERTOOLS_LOG_LEVEL": "WARNING", "LOG_LEVEL": "WARNING",
+        "WS_PRICE_RATE_PER_S": str(args.rate), "WS_PUSH_PROCESSES": str(args.processes),
+        "POWERTOOLS_LOG_LEVEL": "WARNING", "LOG_LEVEL": "WARNING",
     })
+    if args.threads:
+        env["WS_PUSH_THREADS"] = str(args.threads)
+    if args.transport:
+        env["WS_PUSH_TRANSPORT"] = args.transport
+    pusher_defaults = PusherSettings(_env_file=None, ws_push_processes=args.processes)
+    processes = push_processes(pusher_defaults)
+    threads = args.threads or pusher_defaults.ws_push_threads
     settings = Settings(redis_url=REDIS_URL, key_prefix=prefix, jwt_secret=env["JWT_SECRET"])
     from opex_api.security import issue_token
 
@@ -363,7 +457,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     clients = Clients()
     try:
         wait_port(gateway, port, logs / "gateway.log")
-        wait_subscribed(sync, settings.keys.prices_channel(), args.processes)
+        wait_subscribed(sync, settings.keys.prices_channel(), processes)
         transport = await post_cost(port)
         await publish(r, settings, 0)  # a price to snapshot
         connect_s = await clients.connect(f"ws://127.0.0.1:{port}", tokens)
@@ -397,8 +491,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     result = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "loadavg_1m_at_end": round(os.getloadavg()[0], 2)},
-        "clients": args.clients, "rate_per_s": args.rate, "push_threads": args.threads,
-        "push_processes": args.processes, "connect_seconds": round(connect_s, 2),
+        "clients": args.clients, "rate_per_s": args.rate, "push_threads": threads,
+        "push_processes": processes, "push_transport": args.transport or pusher_defaults.ws_push_transport, "connect_seconds": round(connect_s, 2),
         "fanout_latency": latency, "throughput": load, "post_cost": transport,
         "target": {"last_client_p99_ms": TARGET_P99_MS, "met": bool(p99 == p99 and p99 < TARGET_P99_MS)},
     }
@@ -433,8 +527,11 @@ def table(res: dict[str, Any]) -> str:
         ("  CPU: pusher / gateway / bench clients",
          f"{thr['cpu_pct']['pusher']} / {thr['cpu_pct']['gateway']} / {thr['cpu_pct']['bench_clients']} %"),
         ("  pusher CPU per message", f"{thr['pusher_cpu_us_per_message']} µs"),
-        ("CPU per POST: boto3 client / SigV4 + aiohttp (reference)",
-         f"{res['post_cost']['boto3_client_us_cpu']} / {res['post_cost']['sigv4_aiohttp_reference_us_cpu']} µs"),
+        ("pusher processes / threads each / transport",
+         f"{res['push_processes']} / {res['push_threads']} / {res['push_transport']}"),
+        ("CPU per POST: boto3 + botocore session / boto3 + keep-alive / SigV4 + aiohttp",
+         f"{res['post_cost']['boto3_client_us_cpu']} / {res['post_cost']['boto3_keepalive_us_cpu']}"
+         f" / {res['post_cost']['sigv4_aiohttp_reference_us_cpu']} µs"),
         ("target p99 < 250 ms", "met" if res["target"]["met"] else "NOT met"),
     ]
     width = max(len(a) for a, _ in rows)
@@ -447,8 +544,11 @@ def main() -> int:
     parser.add_argument("--ticks", type=int, default=25, help="ticks of the latency run (one a second)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the throughput run")
     parser.add_argument("--rate", type=float, default=2.0, help="WS_PRICE_RATE_PER_S")
-    parser.add_argument("--threads", type=int, default=32, help="WS_PUSH_THREADS")
-    parser.add_argument("--processes", type=int, default=1, help="WS_PUSH_PROCESSES")
+    parser.add_argument("--threads", type=int, default=0, help="WS_PUSH_THREADS (0: the pusher's default)")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="WS_PUSH_PROCESSES (0: the pusher's default, one per CPU up to 4)")
+    parser.add_argument("--transport", choices=("keepalive", "botocore"), default=None,
+                        help="WS_PUSH_TRANSPORT (default: the pusher's, keepalive)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "ws.json"))
     parser.add_argument("--quick", action="store_true", help="200 clients, shorter runs")
     args = parser.parse_args()

@@ -156,6 +156,7 @@ class Proc:
         self.env = env
         self.log_path = log_dir / f"{name}-{uuid.uuid4().hex[:6]}.log"
         self.proc: subprocess.Popen[bytes] | None = None
+        self.subscribers = 1  # processes that subscribe to the live channels (the pusher's partitions)
 
     def start(self) -> Proc:
         self._log = open(self.log_path, "ab")  # noqa: SIM115
@@ -187,12 +188,12 @@ class Proc:
         raise RuntimeError(f"{self.name} not listening on {port} after {timeout}s: {self.log_tail()}")
 
     def wait_subscribed(self, client: redis_lib.Redis, channel: str, timeout: float = 20.0) -> Proc:
-        """Until someone (the pusher) is subscribed to ``channel``."""
+        """Until the pusher (each of its processes) is subscribed to ``channel``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not self.alive():
                 raise RuntimeError(f"{self.name} exited: {self.log_tail()}")
-            if client.pubsub_numsub(channel)[0][1] >= 1:
+            if client.pubsub_numsub(channel)[0][1] >= self.subscribers:
                 return self
             time.sleep(0.05)
         raise RuntimeError(f"{self.name} not subscribed after {timeout}s: {self.log_tail()}")
@@ -218,8 +219,13 @@ def gateway_process(settings: Settings, port: int, log_dir: Path, **env: str) ->
 
 
 def pusher_process(settings: Settings, port: int, log_dir: Path, **env: str) -> Proc:
-    return Proc("pusher", [sys.executable, "-m", "opex_engine", "pusher"],
+    from opex_engine.pusher.config import PusherSettings, push_processes
+
+    proc = Proc("pusher", [sys.executable, "-m", "opex_engine", "pusher"],
                 env_for(settings, WS_CALLBACK_URL=f"http://127.0.0.1:{port}", **env), log_dir)
+    processes = int(proc.env.get("WS_PUSH_PROCESSES") or 0)
+    proc.subscribers = push_processes(PusherSettings(_env_file=None, ws_push_processes=processes))
+    return proc
 
 
 @dataclass

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import os
+from typing import Literal
+
 from pydantic import Field
 
 from opex_common.settings import Settings
@@ -12,9 +16,13 @@ class PusherSettings(Settings):
     # network, so more threads than CPUs keep the fan-out short.
     ws_push_threads: int = Field(default=32, ge=1, le=512)
     # pusher processes, each owning the connections whose crc32(id) % N is its
-    # index: boto3's CPU cost per post (~0.5 ms) is the pusher's limit, and
-    # one process uses one CPU
-    ws_push_processes: int = Field(default=1, ge=1, le=64)
+    # index: boto3's CPU cost per post is the pusher's limit, and one process
+    # uses one CPU. 0 = one per CPU this container may use (cgroup quota,
+    # affinity), at most 4; see push_processes().
+    ws_push_processes: int = Field(default=0, ge=0, le=64)
+    # keepalive: boto3's client over transport.KeepAliveTransport (one sendall
+    # per post on persistent connections); botocore: botocore's urllib3 session
+    ws_push_transport: Literal["keepalive", "botocore"] = "keepalive"
     ws_post_timeout_s: float = Field(default=3.0, gt=0, le=60)
     # full re-read of the registry (changes arrive at once on {p}:ws:changes;
     # this catches what pub/sub dropped and prunes expired entries)
@@ -22,6 +30,44 @@ class PusherSettings(Settings):
     # a failed account push is retried this many times, then dropped
     ws_account_retries: int = Field(default=3, ge=0, le=20)
     ws_stats_interval_s: float = Field(default=60.0, gt=0)
+
+
+AUTO_PROCESSES_MAX = 4
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: the affinity mask, capped by a cgroup v2/v1
+    CPU quota (an ECS task with 0.5 vCPU sees the host's CPUs but gets half of one)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    quota: float | None = None
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            limit, period = f.read().split()[:2]
+        if limit != "max":
+            quota = int(limit) / int(period)
+    except (OSError, ValueError):
+        try:
+            with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us") as f:
+                q = int(f.read())
+            with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
+                p = int(f.read())
+            if q > 0 and p > 0:
+                quota = q / p
+        except (OSError, ValueError):
+            pass
+    if quota is not None:
+        cpus = min(cpus, max(1, math.ceil(quota)))
+    return max(1, cpus)
+
+
+def push_processes(settings: PusherSettings) -> int:
+    """``WS_PUSH_PROCESSES``, or with 0 one process per available CPU (at most 4)."""
+    if settings.ws_push_processes:
+        return settings.ws_push_processes
+    return min(AUTO_PROCESSES_MAX, available_cpus())
 
 
 def pusher_settings(settings: Settings | None = None) -> PusherSettings:

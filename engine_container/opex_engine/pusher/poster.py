@@ -8,16 +8,24 @@ local gateway locally (``http://127.0.0.1:8001``). Nothing here knows which.
 caller drops that connection) or FAILED (anything else: throttling, a
 timeout, an outage). Botocore retries nothing (a price frame is superseded
 within half a second; the pusher retries account frames itself).
+
+With ``WS_PUSH_TRANSPORT=keepalive`` (the default) the client's HTTP session
+is ``transport.KeepAliveTransport``: boto3 still serializes, signs and parses
+every post, but the request goes out in one ``sendall`` on a persistent
+connection instead of through urllib3 + ``http.client``, which was ~2/3 of
+the CPU of a post (see transport.py). ``botocore`` keeps botocore's session.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
+import queue
 import re
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from typing import Any
 
 import boto3
@@ -25,6 +33,9 @@ from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from .config import PusherSettings
+from .transport import KeepAliveTransport
+
+log = logging.getLogger("opex.pusher")
 
 OK, GONE, FAILED = 0, 1, 2
 _REGION_IN_URL = re.compile(r"\.execute-api\.([a-z0-9-]+)\.amazonaws\.com")
@@ -61,7 +72,22 @@ def management_client(settings: PusherSettings) -> Any:
 class Poster:
     def __init__(self, settings: PusherSettings, client: Any | None = None) -> None:
         self.client = client if client is not None else management_client(settings)
-        self.pool = ThreadPoolExecutor(max_workers=settings.ws_push_threads, thread_name_prefix="ws-post")
+        self.transport: KeepAliveTransport | None = None
+        if client is None and settings.ws_push_transport == "keepalive":
+            transport = KeepAliveTransport(
+                settings.ws_callback_url, connect_timeout=min(2.0, settings.ws_post_timeout_s),
+                read_timeout=settings.ws_post_timeout_s, max_connections=settings.ws_push_threads)
+            if transport.attach(self.client):
+                self.transport = transport
+        # the posting threads: a C SimpleQueue of jobs (ThreadPoolExecutor's
+        # Future, Condition and RLock per job cost more than the loop's share
+        # of a post); at most one job per connection is ever queued (pusher.py)
+        self._jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._closed = False
+        self._threads = [threading.Thread(target=self._work, name=f"ws-post-{i}", daemon=True)
+                         for i in range(settings.ws_push_threads)]
+        for t in self._threads:
+            t.start()
         self._gone = self.client.exceptions.GoneException
         self._lock = threading.Lock()
         self.last_error: str | None = None
@@ -90,6 +116,24 @@ class Poster:
                 self.post_seconds += elapsed
         return OK, started
 
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        """Run ``fn(*args)`` in a posting thread. RuntimeError once closed."""
+        if self._closed:
+            raise RuntimeError("the poster is closed")
+        self._jobs.put((fn, args))
+
+    def _work(self) -> None:
+        jobs = self._jobs
+        while True:
+            job = jobs.get()
+            if job is None:
+                return
+            fn, args = job
+            try:
+                fn(*args)
+            except Exception:  # a job never raises (post() does not); never lose the thread
+                log.exception("posting job failed")
+
     def warm_up(self) -> None:
         """One request so that botocore's lazy set-up (endpoint rules, signer,
         connection) is not paid by the first frame. Any answer will do."""
@@ -97,4 +141,16 @@ class Poster:
             self.client.get_connection(ConnectionId="warm-up")
 
     def close(self) -> None:
-        self.pool.shutdown(wait=True, cancel_futures=True)
+        """Drop the jobs not started, wait for the posts in progress."""
+        if self._closed:
+            return
+        self._closed = True
+        with contextlib.suppress(queue.Empty):
+            while True:
+                self._jobs.get_nowait()
+        for _ in self._threads:
+            self._jobs.put(None)
+        for t in self._threads:
+            t.join()
+        if self.transport is not None:
+            self.transport.close()

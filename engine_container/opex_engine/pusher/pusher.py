@@ -21,8 +21,9 @@ Per connection:
 - **GoneException** (HTTP 410) drops that connection, from the cache and
   from the registry in Redis.
 
-Posting is boto3 in a bounded thread pool (``WS_PUSH_THREADS``), with at most
-one post per connection queued. ``WS_PUSH_PROCESSES`` > 1 runs that many
+Posting is boto3 in a bounded set of threads (``WS_PUSH_THREADS``), with at
+most one post per connection queued; finished posts wake the loop once per
+batch, not once per post. ``WS_PUSH_PROCESSES`` > 1 runs that many
 processes, each owning the connections whose ``crc32(id) % N`` is its index.
 """
 
@@ -36,9 +37,8 @@ import os
 import signal
 import time
 import zlib
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,7 +49,7 @@ from opex_common.logs import RateLimitedLog, setup_logging
 from opex_common.settings import Settings
 
 from . import frames
-from .config import PusherSettings, pusher_settings
+from .config import PusherSettings, push_processes, pusher_settings
 from .poster import FAILED, GONE, OK, Poster
 from .registry import REMOVE, Registration, RegistryReader, parse_change
 
@@ -104,6 +104,9 @@ class Pusher:
         self._idle.set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._warn = RateLimitedLog(log)
+        # outcomes of finished posts, appended by the posting threads
+        self._finished: deque[tuple[Conn, str, float, int, float]] = deque()
+        self._wake_pending = False
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -251,28 +254,43 @@ class Pusher:
         conn.in_flight = True
         self.in_flight += 1
         self._idle.clear()
-        loop = self.loop
         submitted = time.monotonic()
         try:
-            fut = self.poster.pool.submit(self.poster.post, conn.id, data)
+            self.poster.submit(self._post_in_thread, conn, data, kind, submitted)
         except RuntimeError:  # the pool is shut down: stopping
             conn.in_flight = False
             self._done_one()
-            return
-        fut.add_done_callback(lambda f: loop.call_soon_threadsafe(self._posted, conn, kind, submitted, f))
+
+    def _post_in_thread(self, conn: Conn, data: bytes, kind: str, submitted: float) -> None:
+        """In a posting thread: post, then hand the outcome to the loop. Outcomes
+        are batched: one wake-up of the loop for however many posts finished
+        meanwhile (a tick fans out to every connection at once)."""
+        try:
+            outcome, started = self.poster.post(conn.id, data)
+        except BaseException:  # pragma: no cover - post() never raises
+            outcome, started = FAILED, submitted
+        self._finished.append((conn, kind, submitted, outcome, started))
+        if not self._wake_pending:
+            self._wake_pending = True
+            try:
+                self.loop.call_soon_threadsafe(self._take_finished)
+            except RuntimeError:  # the loop is closed: stopping
+                self._wake_pending = False
+
+    def _take_finished(self) -> None:
+        self._wake_pending = False  # before draining: a post finishing meanwhile wakes the loop again
+        finished = self._finished
+        while finished:
+            self._posted(*finished.popleft())
 
     def _done_one(self) -> None:
         self.in_flight -= 1
         if self.in_flight == 0:
             self._idle.set()
 
-    def _posted(self, conn: Conn, kind: str, submitted: float, fut: Future[tuple[int, float]]) -> None:
+    def _posted(self, conn: Conn, kind: str, submitted: float, outcome: int, started: float) -> None:
         conn.in_flight = False
         self._done_one()
-        try:
-            outcome, started = fut.result()
-        except BaseException:  # cancelled at shutdown
-            outcome, started = FAILED, submitted
         if kind == PRICES:
             # the rate counts from when the frame really left (it may have
             # waited for a thread), so the client never gets two within 1/rate
@@ -478,7 +496,7 @@ class PusherService:
                                            "rate_per_s": self.settings.ws_price_rate_per_s,
                                            "threads": self.settings.ws_push_threads,
                                            "partition": list(self.pusher.partition)})
-        await asyncio.get_running_loop().run_in_executor(self.poster.pool, self.poster.warm_up)
+        await asyncio.to_thread(self.poster.warm_up)
         tasks = [asyncio.ensure_future(coro) for coro in (
             self._listen(stop), self._refresh_loop(stop), self._gone_loop(stop), self._stats_loop(stop))]
         try:
@@ -535,7 +553,7 @@ def _child(index: int, count: int) -> None:
 
 def main_pusher() -> None:
     setup_logging("opex-pusher")
-    count = PusherSettings().ws_push_processes
+    count = push_processes(PusherSettings())
     if count == 1:
         _run_process((0, 1))
         return
