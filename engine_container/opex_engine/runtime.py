@@ -260,7 +260,9 @@ class EngineRuntime:
         dumps = orjson.dumps
         cmds: list[tuple[Any, ...]] = []
         touched = engine.touched
-        views: dict[str, dict[str, Any]] = {}
+        # each changed account's read model is serialized once and its bytes
+        # spliced (orjson.Fragment) into the reply and the live update
+        views: dict[str, orjson.Fragment] = {}
         # While replaying at boot, read models are written once at the end
         # (the touched set keeps accumulating), not once per batch.
         if touched and self._ready:
@@ -276,9 +278,10 @@ class EngineRuntime:
                 acct = accounts.get(uid)
                 if acct is None:
                     continue
-                view = views[uid] = engine.account_view(acct)
-                models += (keys.account(uid), dumps(view))
-                live.append({"user_id": uid, "account": view, "events": by_user.get(uid, [])})
+                view_json = dumps(engine.account_view(acct))
+                views[uid] = orjson.Fragment(view_json)
+                models += (keys.account(uid), view_json)
+                live.append({"user_id": uid, "account": views[uid], "events": by_user.get(uid, [])})
             engine.touched = set()
             if models:
                 cmds.append(("MSET", *models))
