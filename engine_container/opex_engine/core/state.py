@@ -195,7 +195,12 @@ class EngineState:
         self.dedup_order: deque[tuple[int, str]] = deque()  # (applied at ms, command id)
 
     # -- canonical form ---------------------------------------------------------
-    def to_snapshot(self) -> dict[str, Any]:
+    # Three parts: the header (scalars and prices), one list per account (in
+    # user id order) and the dedup log (in the order it was written). A
+    # snapshot is either one JSON document of all three (to_snapshot) or, in
+    # storage, a line per account and per slice of the log (snapshots.py):
+    # then loading never holds a parsed copy of the whole state.
+    def snapshot_header(self) -> dict[str, Any]:
         return {
             "v": SNAPSHOT_VERSION,
             "shard": self.shard,
@@ -206,30 +211,49 @@ class EngineState:
             "house_net_payout": self.house_net_payout,
             "deposits": self.deposits,
             "prices": {m: p.to_list() for m, p in sorted(self.prices.items())},
-            "accounts": [a.to_list() for _, a in sorted(self.accounts.items())],
-            "dedup": [[ts, cid, self.dedup[cid].decode()] for ts, cid in self.dedup_order],
         }
+
+    def account_lists(self) -> list[list[Any]]:
+        return [a.to_list() for _, a in sorted(self.accounts.items())]
+
+    def dedup_entries(self) -> list[list[Any]]:
+        return [[ts, cid, self.dedup[cid].decode()] for ts, cid in self.dedup_order]
+
+    def to_snapshot(self) -> dict[str, Any]:
+        return {**self.snapshot_header(), "accounts": self.account_lists(), "dedup": self.dedup_entries()}
+
+    @classmethod
+    def from_header(cls, head: dict[str, Any]) -> EngineState:
+        """A state with the header's values and no accounts or dedup log yet."""
+        if not isinstance(head, dict) or head.get("v") not in READABLE_VERSIONS:
+            raise ValueError(f"snapshot version {head.get('v') if isinstance(head, dict) else None!r} "
+                             f"is not one of {READABLE_VERSIONS}")
+        s = cls(int(head["shard"]))
+        s.clock_ms = head["clock_ms"]
+        s.last_id = head["last_id"]
+        s.seq = head["seq"]
+        s.insurance = head["insurance"]
+        s.house_net_payout = head["house_net_payout"]
+        s.deposits = head["deposits"]
+        s.prices = {m: MarketPrices.from_list(v) for m, v in head["prices"].items()}
+        return s
+
+    def add_accounts(self, lists: list[Any]) -> None:
+        for av in lists:
+            a = Account.from_list(av)
+            self.accounts[a.user_id] = a
+
+    def add_dedup(self, entries: list[Any], version: int) -> None:
+        text = version >= 3  # older versions kept the reply itself
+        for ts, cid, rep in entries:
+            self.dedup[cid] = rep.encode() if text else orjson.dumps(rep)
+            self.dedup_order.append((ts, cid))
 
     @classmethod
     def from_snapshot(cls, snap: dict[str, Any]) -> EngineState:
-        if not isinstance(snap, dict) or snap.get("v") not in READABLE_VERSIONS:
-            raise ValueError(f"snapshot version {snap.get('v') if isinstance(snap, dict) else None!r} "
-                             f"is not one of {READABLE_VERSIONS}")
-        s = cls(int(snap["shard"]))
-        s.clock_ms = snap["clock_ms"]
-        s.last_id = snap["last_id"]
-        s.seq = snap["seq"]
-        s.insurance = snap["insurance"]
-        s.house_net_payout = snap["house_net_payout"]
-        s.deposits = snap["deposits"]
-        s.prices = {m: MarketPrices.from_list(v) for m, v in snap["prices"].items()}
-        for av in snap["accounts"]:
-            a = Account.from_list(av)
-            s.accounts[a.user_id] = a
-        text = snap["v"] >= 3  # older versions kept the reply itself
-        for ts, cid, rep in snap["dedup"]:
-            s.dedup[cid] = rep.encode() if text else orjson.dumps(rep)
-            s.dedup_order.append((ts, cid))
+        s = cls.from_header(snap)
+        s.add_accounts(snap["accounts"])
+        s.add_dedup(snap["dedup"], snap["v"])
         return s
 
     # -- invariants -------------------------------------------------------------
