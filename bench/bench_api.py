@@ -374,8 +374,10 @@ def main() -> None:
         port = _free_port()
         api_log = open(work / "api.log", "ab")  # noqa: SIM115
         procs.append(subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "opex_api.app:app", "--host", "127.0.0.1", "--port", str(port),
-             "--workers", str(args.workers), "--no-access-log", "--log-level", "warning", "--backlog", "4096"],
+            # as the local stack runs it (engine_container/opex_engine/stack.py): uvicorn with httptools
+            # and uvloop, no access log, no proxy headers, one SO_REUSEPORT socket per worker
+            [sys.executable, "-m", "opex_api.serve", "--host", "127.0.0.1", "--port", str(port),
+             "--workers", str(args.workers), "--log-level", "warning", "--backlog", "4096"],
             env=env, stdout=api_log, stderr=subprocess.STDOUT, cwd=ROOT))
 
         def api_up() -> bool:

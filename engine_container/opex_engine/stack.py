@@ -65,8 +65,10 @@ def build_children(settings: Settings, api_port: int, ws_port: int) -> list[Chil
         Child("history", [py, "-m", "opex_engine", "history"]),
         Child("pusher", [py, "-m", "opex_engine", "pusher"]),
         Child("ws-gateway", [py, "-m", "opex_ws.local_gateway", "--host", "127.0.0.1", "--port", str(ws_port)]),
-        Child("api", [py, "-m", "uvicorn", "opex_api.app:app", "--host", "127.0.0.1", "--port", str(api_port),
-                      "--no-access-log", "--no-proxy-headers", "--workers", os.environ.get("API_WORKERS", "2")]),
+        # uvicorn (httptools, uvloop, no access log, no proxy headers) on API_WORKERS processes, each
+        # with its own SO_REUSEPORT socket so the kernel spreads connections evenly (opex_api/serve.py)
+        Child("api", [py, "-m", "opex_api.serve", "--host", "127.0.0.1", "--port", str(api_port),
+                      "--workers", os.environ.get("API_WORKERS", "2")]),
     ]
     return children
 

@@ -19,10 +19,11 @@ from . import errors
 from .config import api_settings
 from .middleware import RequestGuard
 from .resources import Resources
-from .routes import API_PREFIX, api_router
+from .routes import API_PREFIX, include_api_routes
 from .schemas import MessageOut
 from .security import check_secret
 from .services.market_data import DayOpenCache
+from .serving import tune_gc
 
 DESCRIPTION = """
 Paper trading of BTC, ETH and SOL perpetual futures with simulated dollars.
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        tune_gc()  # a long-running server (uvicorn): Mangum in Lambda runs with lifespan off
         yield
         await resources.close()
 
@@ -74,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.resources = resources
     app.state.day_opens = DayOpenCache()
     errors.register(app)
-    app.include_router(api_router())
+    include_api_routes(app)
 
     @app.get(f"{API_PREFIX}/health", response_model=MessageOut, tags=["config"])
     async def health() -> dict[str, str]:

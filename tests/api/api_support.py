@@ -145,13 +145,13 @@ class Process:
 
 
 class LiveServer(Process):
-    """The API under uvicorn, as the local stack runs it."""
+    """The API under uvicorn, as the local stack runs it (``python -m opex_api.serve``)."""
 
     def __init__(self, settings: Settings, log_dir: Path, workers: int = 1, **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        argv = [sys.executable, "-m", "uvicorn", "opex_api.app:app", "--host", "127.0.0.1", "--port",
-                str(self.port), "--no-access-log", "--log-level", "warning", "--workers", str(workers)]
+        argv = [sys.executable, "-m", "opex_api.serve", "--host", "127.0.0.1", "--port", str(self.port),
+                "--log-level", "warning", "--workers", str(workers)]
         super().__init__(argv, env_for(settings, **env), log_dir / f"api-{self.port}.log")
 
     def start(self, timeout: float = 30.0) -> LiveServer:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Path, status
 
 from opex_common import messages, views
 
-from ..deps import CurrentAccount, EngineDep, IdempotencyKey, SessionForCommand, SettingsDep, command_id
+from ..deps import SESSION_OPENAPI, Command, CurrentAccount, IdempotencyHeader, command_id
 from ..observability import count
 from ..schemas import (
     AUTH_ERRORS,
@@ -53,9 +53,10 @@ _PLACED_EXAMPLE = {
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=PlaceOrderOut,
              responses={201: {"content": {"application/json": {"example": _PLACED_EXAMPLE}}},
-                        **_PLACE_ERRORS, **BODY_ERRORS, **AUTH_ERRORS})
-async def place_order(body: PlaceOrderBody, user: SessionForCommand, engine: EngineDep, settings: SettingsDep,
-                      idempotency_key: IdempotencyKey) -> dict[str, Any]:
+                        **_PLACE_ERRORS, **BODY_ERRORS, **AUTH_ERRORS},
+             openapi_extra=SESSION_OPENAPI)
+async def place_order(body: PlaceOrderBody, cmd: Command, idempotency_key: IdempotencyHeader = None
+                      ) -> dict[str, Any]:
     """Place a limit order. A buy (``long``) fills when the ask drops to
     ``limitPrice``, a sell (``short``) when the bid rises to it, at the limit
     price with the maker fee. Its initial margin and maker fee are reserved
@@ -68,25 +69,29 @@ async def place_order(body: PlaceOrderBody, user: SessionForCommand, engine: Eng
     closes up to ``quantity`` of that trade at the limit and reserves nothing.
 
     Send an ``Idempotency-Key`` header to make a retry (after a 503) apply once."""
-    data = await orders.place_order(engine, settings, user, body,
+    user = cmd.user
+    data = await orders.place_order(cmd.engine, cmd.settings, user, body,
                                     command_id(user, messages.PLACE_ORDER, idempotency_key))
     count("OrderPlaced")
     return {**data["view"], "usdBalance": views.usd_balance(data["account"])}
 
 
-@router.get("", response_model=OrdersOut, responses=AUTH_ERRORS)
+@router.get("", response_model=OrdersOut, responses=AUTH_ERRORS, openapi_extra=SESSION_OPENAPI)
 async def list_orders(current: CurrentAccount) -> dict[str, Any]:
     """The user's resting limit orders, oldest first (also in GET /account's ``orders``)."""
     return {"orders": views.resting_orders(current.account)}
 
 
-@router.delete("/{orderId}", response_model=CancelOrderOut, responses={**_CANCEL_ERRORS, **AUTH_ERRORS})
-async def cancel_order(orderId: OrderId, user: SessionForCommand, engine: EngineDep,  # noqa: N803
-                       idempotency_key: IdempotencyKey) -> dict[str, Any]:
+@router.delete("/{orderId}", response_model=CancelOrderOut, responses={**_CANCEL_ERRORS, **AUTH_ERRORS},
+               openapi_extra=SESSION_OPENAPI)
+async def cancel_order(orderId: OrderId, cmd: Command, idempotency_key: IdempotencyHeader = None  # noqa: N803
+                       ) -> dict[str, Any]:
     """Cancel a resting order: what it reserved goes back to the balance.
     Another user's order, or one that already filled, was cancelled or
     expired, is "not found" (404)."""
-    data = await orders.cancel_order(engine, user, orderId, command_id(user, messages.CANCEL_ORDER, idempotency_key))
+    user = cmd.user
+    data = await orders.cancel_order(cmd.engine, user, orderId,
+                                     command_id(user, messages.CANCEL_ORDER, idempotency_key))
     order = views.resting_order_view(data.get("order"))
     if order is not None:
         order["status"] = "cancelled"

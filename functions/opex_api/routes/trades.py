@@ -9,12 +9,12 @@ from fastapi import APIRouter, Path, Query
 from opex_common import messages, views
 
 from ..deps import (
+    SESSION_OPENAPI,
+    Command,
     CurrentAccount,
     CurrentUser,
     DbDep,
-    EngineDep,
-    IdempotencyKey,
-    SessionForCommand,
+    IdempotencyHeader,
     SettingsDep,
     command_id,
 )
@@ -44,33 +44,37 @@ _ENGINE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/open", response_model=OpenTradeOut, responses={**_ENGINE_ERRORS, **BODY_ERRORS, **AUTH_ERRORS})
-async def open_trade(body: OpenTradeBody, user: SessionForCommand, engine: EngineDep, settings: SettingsDep,
-                     idempotency_key: IdempotencyKey) -> dict[str, Any]:
+@router.post("/open", response_model=OpenTradeOut, responses={**_ENGINE_ERRORS, **BODY_ERRORS, **AUTH_ERRORS},
+             openapi_extra=SESSION_OPENAPI)
+async def open_trade(body: OpenTradeBody, cmd: Command, idempotency_key: IdempotencyHeader = None) -> dict[str, Any]:
     """Open a market trade: fills at the ask (long) or bid (short) if that is
     within ``slippage`` basis points of ``openPrice``; otherwise 409.
 
     Send an ``Idempotency-Key`` header to make a retry (after a 503) apply once."""
-    data = await trading.open_trade(engine, settings, user, body, command_id(user, messages.OPEN, idempotency_key))
+    user = cmd.user
+    data = await trading.open_trade(cmd.engine, cmd.settings, user, body,
+                                    command_id(user, messages.OPEN, idempotency_key))
     account, order = data["account"], data["order"]
     count("TradeOpened")
     return {"message": "Order placed", "order": order, "orderId": order["id"],
             "openOrders": views.open_orders(account), "usdBalance": views.usd_balance(account)}
 
 
-@router.get("/open", response_model=OpenTradesOut, responses=AUTH_ERRORS)
+@router.get("/open", response_model=OpenTradesOut, responses=AUTH_ERRORS, openapi_extra=SESSION_OPENAPI)
 async def open_trades(current: CurrentAccount) -> dict[str, Any]:
     """The user's open trades (GET /account adds marks, PnL and liquidation prices)."""
     return {"message": "Open trades", "trades": views.open_orders(current.account)}
 
 
-@router.post("/close", response_model=CloseTradeOut, responses={**_ENGINE_ERRORS, **BODY_ERRORS, **AUTH_ERRORS})
-async def close_trade(body: CloseTradeBody, user: SessionForCommand, engine: EngineDep,
-                      idempotency_key: IdempotencyKey) -> dict[str, Any]:
+@router.post("/close", response_model=CloseTradeOut, responses={**_ENGINE_ERRORS, **BODY_ERRORS, **AUTH_ERRORS},
+             openapi_extra=SESSION_OPENAPI)
+async def close_trade(body: CloseTradeBody, cmd: Command, idempotency_key: IdempotencyHeader = None
+                      ) -> dict[str, Any]:
     """Close a trade at the bid (long) or ask (short); with ``quantity``, only
     that much of it. Closing a trade that is already closed succeeds with
     ``message: "Trade already closed"``."""
-    data = await trading.close_trade(engine, user, body, command_id(user, messages.CLOSE, idempotency_key))
+    user = cmd.user
+    data = await trading.close_trade(cmd.engine, user, body, command_id(user, messages.CLOSE, idempotency_key))
     account = data["account"]
     closed = None
     if "close_price" in data:
@@ -94,26 +98,30 @@ _TRADE_ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.put("/{orderId}/tpsl", response_model=TpslOut, responses={**_TRADE_ERRORS, **BODY_ERRORS, **AUTH_ERRORS})
-async def set_tpsl(orderId: TradeIdPath, body: TpslBody, user: SessionForCommand,  # noqa: N803
-                   engine: EngineDep, idempotency_key: IdempotencyKey) -> dict[str, Any]:
+@router.put("/{orderId}/tpsl", response_model=TpslOut, responses={**_TRADE_ERRORS, **BODY_ERRORS, **AUTH_ERRORS},
+            openapi_extra=SESSION_OPENAPI)
+async def set_tpsl(orderId: TradeIdPath, body: TpslBody, cmd: Command,  # noqa: N803
+                   idempotency_key: IdempotencyHeader = None) -> dict[str, Any]:
     """Set, change or remove (``null``) an open trade's take-profit and
     stop-loss; a key left out keeps its value. Both trigger on the mark price
     and close the whole trade at the bid (long) or ask (short). 422 when a
     level is on the wrong side of the entry or of the mark, off the tick, or
     (isolated) a stop-loss beyond the liquidation price."""
-    data = await orders.set_tpsl(engine, user, orderId, body, command_id(user, messages.SET_TPSL, idempotency_key))
+    user = cmd.user
+    data = await orders.set_tpsl(cmd.engine, user, orderId, body,
+                                 command_id(user, messages.SET_TPSL, idempotency_key))
     return {"message": "Take-profit / stop-loss updated", "order": views.order_view(data["trade"])}
 
 
 @router.post("/{orderId}/margin", response_model=AddMarginOut,
-             responses={**_TRADE_ERRORS, **BODY_ERRORS, **AUTH_ERRORS})
-async def add_margin(orderId: TradeIdPath, body: AddMarginBody, user: SessionForCommand,  # noqa: N803
-                     engine: EngineDep, settings: SettingsDep, idempotency_key: IdempotencyKey) -> dict[str, Any]:
+             responses={**_TRADE_ERRORS, **BODY_ERRORS, **AUTH_ERRORS}, openapi_extra=SESSION_OPENAPI)
+async def add_margin(orderId: TradeIdPath, body: AddMarginBody, cmd: Command,  # noqa: N803
+                     idempotency_key: IdempotencyHeader = None) -> dict[str, Any]:
     """Move ``amount`` (4-decimal USD) from the balance into an isolated
     trade's margin, which moves its liquidation price away. 422 for a cross
     trade (the whole balance already backs it), 409 beyond the free balance."""
-    data = await orders.add_margin(engine, settings, user, orderId, body,
+    user = cmd.user
+    data = await orders.add_margin(cmd.engine, cmd.settings, user, orderId, body,
                                    command_id(user, messages.ADD_MARGIN, idempotency_key))
     return {"message": "Margin added", "order": data["order"], "usdBalance": views.usd_balance(data["account"])}
 
