@@ -42,6 +42,7 @@ test: setup
 ## make bench: every benchmark in one run; writes bench/results/latest.json (+ .md, .png)
 bench: setup frontend-build
 	scripts/ensure-services.sh
+	scripts/ensure-chromium.sh
 	$(PY) bench/run_all.py
 
 lint: setup
