@@ -26,6 +26,7 @@ from pathlib import Path
 from opex_common.logs import setup_logging
 from opex_common.migrations import migrate
 from opex_common.settings import Settings
+from opex_common.signals import StopFlag
 
 from .localstack import MongoWireServer, start_mongo_wire
 
@@ -98,14 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     log.info("migrations applied", extra={"applied": applied})
 
     children = build_children(settings, args.api_port, args.ws_port)
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping = StopFlag()
     for child in children:
         child.proc = subprocess.Popen(child.argv, env=env, cwd=ROOT)
         log.info("started", extra={"proc": child.name, "pid": child.proc.pid})
@@ -120,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
                 rc = child.proc.poll()
                 if rc is not None:
                     log.error("process exited; stopping the stack", extra={"proc": child.name, "code": rc})
-                    stopping, code = True, 1
+                    stopping.set()
+                    code = 1
                     break
             time.sleep(0.5)
     finally:

@@ -32,6 +32,8 @@ import subprocess
 import sys
 import time
 
+from opex_common.signals import StopFlag
+
 APP = "opex_api.app:app"
 
 
@@ -70,14 +72,7 @@ def run_worker(host: str, port: int, log_level: str, backlog: int) -> None:
 
 def supervise(argv: list[str], workers: int) -> int:
     procs = [subprocess.Popen(argv) for _ in range(workers)]
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping = StopFlag()
     code = 0
     try:
         while not stopping:
@@ -85,7 +80,8 @@ def supervise(argv: list[str], workers: int) -> int:
                 rc = proc.poll()
                 if rc is not None:
                     print(f"opex_api.serve: worker {proc.pid} exited with {rc}; stopping", file=sys.stderr, flush=True)
-                    stopping, code = True, rc or 1
+                    stopping.set()
+                    code = rc or 1
                     break
             time.sleep(0.2)
     finally:

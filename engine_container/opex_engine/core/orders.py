@@ -113,6 +113,7 @@ def place_order(eng: Engine, cid: str, msg: dict[str, Any]) -> dict[str, Any]:
     eng._watch_account(acct)
     return m.reply(cid, m.OK, "Order placed", {"order": order.public(), "balance": acct.balance})
 
+
 def cancel_order(eng: Engine, cid: str, msg: dict[str, Any]) -> dict[str, Any]:
     acct = eng._account(msg)
     oid = _str_field(msg, "order_id")
@@ -122,6 +123,7 @@ def cancel_order(eng: Engine, cid: str, msg: dict[str, Any]) -> dict[str, Any]:
     drop_order(eng, acct, order, "cancelled")
     eng._changed(acct)
     return m.reply(cid, m.OK, "Order cancelled", {"order": order.public(), "balance": acct.balance})
+
 
 def set_tpsl(eng: Engine, cid: str, msg: dict[str, Any]) -> dict[str, Any]:
     acct = eng._account(msg)
@@ -162,6 +164,7 @@ def set_tpsl(eng: Engine, cid: str, msg: dict[str, Any]) -> dict[str, Any]:
     return m.reply(cid, m.OK, "Take-profit / stop-loss updated", {"trade": trade.public(),
                                                                   "balance": acct.balance})
 
+
 def add_margin(eng: Engine, cid: str, msg: dict[str, Any]) -> dict[str, Any]:
     acct = eng._account(msg)
     tid = _str_field(msg, "trade_id")
@@ -182,6 +185,7 @@ def add_margin(eng: Engine, cid: str, msg: dict[str, Any]) -> dict[str, Any]:
     eng._changed(acct)
     return m.reply(cid, m.OK, "Margin added", {"trade": trade.public(), "balance": acct.balance})
 
+
 # ---------------------------------------------------------------------- book keeping
 def available_for(eng: Engine, acct: Account) -> int:
     available = acct.balance
@@ -192,8 +196,10 @@ def available_for(eng: Engine, acct: Account) -> int:
                 available += u
     return available
 
+
 def new_order_id(eng: Engine) -> str:
     return eng._new_trade_id()
+
 
 def rest(eng: Engine, acct: Account, order: Order) -> None:
     acct.orders[order.id] = order
@@ -204,12 +210,14 @@ def rest(eng: Engine, acct: Account, order: Order) -> None:
     eng._emit(m.EV_ORDER_PLACED, acct.user_id, {"order": order.public()})
     eng._changed(acct)
 
+
 def watch_order(eng: Engine, order: Order) -> None:
     if order.side > 0:
         levels = ((ask_book(order.market), FALLING, order.limit),)
     else:
         levels = ((bid_book(order.market), RISING, order.limit),)
     eng.index.set(("order", order.id), levels)
+
 
 def drop_order(eng: Engine, acct: Account, order: Order, reason: str) -> None:
     """Remove a resting order without filling it; return what it reserved."""
@@ -225,6 +233,7 @@ def drop_order(eng: Engine, acct: Account, order: Order, reason: str) -> None:
         # FIX (tests): the release raised the cross equity (a warned account
         # may be below 70% now): re-band it, or only a brute-force check sees it
         eng._watch_account(acct)
+
 
 def fill_order(eng: Engine, acct: Account, order: Order) -> None:
     """The book crossed the limit: fill at the limit price with the maker fee."""
@@ -254,6 +263,7 @@ def fill_order(eng: Engine, acct: Account, order: Order) -> None:
     order.reserved_margin = order.reserved_fee = 0
     eng._emit(m.EV_TRADE_OPENED, acct.user_id, {"trade": trade.public(), "fee": trade.fees, "maker": True})
     eng._watch_trade(acct, trade)
+
 
 def expire_orders(eng: Engine) -> None:
     """Good-till-time orders whose time has passed (checked on every tick;

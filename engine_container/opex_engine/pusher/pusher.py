@@ -47,6 +47,7 @@ from redis.exceptions import RedisError
 
 from opex_common.logs import RateLimitedLog, setup_logging
 from opex_common.settings import Settings
+from opex_common.signals import StopFlag
 
 from . import frames
 from .config import PusherSettings, push_processes, pusher_settings
@@ -561,14 +562,7 @@ def main_pusher() -> None:
     # them if one dies (the container restarts the whole pusher).
     ctx = multiprocessing.get_context("spawn")
     children = [ctx.Process(target=_child, args=(i, count), name=f"pusher-{i}") for i in range(count)]
-    stopping = False
-
-    def stop(*_: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    stopping = StopFlag()
     for child in children:
         child.start()
     code = 0
