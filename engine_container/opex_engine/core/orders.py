@@ -127,10 +127,7 @@ def cancel_order(eng: Engine, cid: str, msg: dict[str, Any]) -> dict[str, Any]:
 
 def set_tpsl(eng: Engine, cid: str, msg: dict[str, Any]) -> dict[str, Any]:
     acct = eng._account(msg)
-    tid = _str_field(msg, "trade_id")
-    trade = acct.trades.get(tid)
-    if trade is None:
-        raise CommandError(m.NOT_FOUND, "trade not found")
+    trade = _trade(acct, msg)
     spec = eng.markets[trade.market]
     values: dict[str, int | None] = {}
     for name in ("take_profit", "stop_loss"):
@@ -167,10 +164,7 @@ def set_tpsl(eng: Engine, cid: str, msg: dict[str, Any]) -> dict[str, Any]:
 
 def add_margin(eng: Engine, cid: str, msg: dict[str, Any]) -> dict[str, Any]:
     acct = eng._account(msg)
-    tid = _str_field(msg, "trade_id")
-    trade = acct.trades.get(tid)
-    if trade is None:
-        raise CommandError(m.NOT_FOUND, "trade not found")
+    trade = _trade(acct, msg)
     if trade.mode != m.ISOLATED:
         raise _invalid("margin can only be added to an isolated trade; cross trades share the balance")
     amount = _int_field(msg, "amount", 1, 10**15)
@@ -187,6 +181,14 @@ def add_margin(eng: Engine, cid: str, msg: dict[str, Any]) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------- book keeping
+def _trade(acct: Account, msg: dict[str, Any]) -> Trade:
+    """The open trade ``msg["trade_id"]`` names, of this account."""
+    trade = acct.trades.get(_str_field(msg, "trade_id"))
+    if trade is None:
+        raise CommandError(m.NOT_FOUND, "trade not found")
+    return trade
+
+
 def available_for(eng: Engine, acct: Account) -> int:
     available = acct.balance
     for t in acct.trades.values():
