@@ -27,7 +27,6 @@ was allocated since.
 
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import select
@@ -41,6 +40,7 @@ import redis as redis_lib
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 
+from opex_common import heap
 from opex_common import messages as m
 from opex_common.keys import Keys
 from opex_common.logs import RateLimitedLog
@@ -62,17 +62,12 @@ def _rss_mb() -> float | None:
         return None
 
 
-def settle_heap(collect: bool = False) -> None:
-    """Freeze what is alive now out of the collector's sight (see the module
-    docstring). Without ``collect`` a garbage reference cycle still waiting
-    for the collector would be frozen too (kept forever); the engine makes
-    almost none (acyclic state; reference counting frees the rest at once),
-    and a full collection of a large heap is the very pause this avoids."""
-    gc.set_threshold(*GC_THRESHOLDS)
-    if collect:
-        gc.collect()
-    gc.freeze()
-
+def settle_heap() -> None:
+    """Freeze the live heap out of the collector's sight (see the module
+    docstring). No full collection first: on a large heap that is the very
+    pause this avoids, and the engine makes almost no garbage cycles
+    (acyclic state; reference counting frees the rest at once)."""
+    heap.settle(GC_THRESHOLDS[0], older=GC_THRESHOLDS[1:])
 
 log = logging.getLogger("opex.engine")
 

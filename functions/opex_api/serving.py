@@ -13,12 +13,25 @@ switched off: cycles created while serving are still collected.
 
 from __future__ import annotations
 
-import gc
 import os
+
+from opex_common import heap
+
+
+def _gen0_threshold() -> int:
+    raw = os.environ.get("API_GC_GEN0_THRESHOLD", "20000")
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 700 <= value <= 10_000_000:
+        raise ValueError(f"API_GC_GEN0_THRESHOLD must be an integer from 700 to 10000000, not {raw!r}")
+    return value
+
 
 # allocations minus deallocations of tracked objects between young collections
 # (CPython's default is 700); the older generations keep their defaults
-GC_GEN0_THRESHOLD = int(os.environ.get("API_GC_GEN0_THRESHOLD", "20000"))
+GC_GEN0_THRESHOLD = _gen0_threshold()
 
 _tuned = False
 
@@ -29,7 +42,4 @@ def tune_gc() -> None:
     if _tuned:
         return
     _tuned = True
-    gc.collect()
-    gc.freeze()
-    _, gen1, gen2 = gc.get_threshold()
-    gc.set_threshold(GC_GEN0_THRESHOLD, gen1, gen2)
+    heap.settle(GC_GEN0_THRESHOLD, collect=True)

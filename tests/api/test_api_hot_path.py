@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import gc
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -173,3 +175,11 @@ def _sockets(pid: int, port: int, state_hex: str) -> int:
         if state == state_hex and int(local.split(":")[1], 16) == port and inode in inodes:
             count += 1
     return count
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("raw", ["lots", "0", "-5"])
+def test_a_bad_gc_threshold_stops_the_api_naming_it(raw: str) -> None:
+    out = subprocess.run([sys.executable, "-c", "import opex_api.serving"], capture_output=True, text=True,
+                         env={**os.environ, "API_GC_GEN0_THRESHOLD": raw}, check=False)
+    assert out.returncode != 0 and "API_GC_GEN0_THRESHOLD must be an integer" in out.stderr

@@ -62,3 +62,21 @@ def test_a_build_from_other_sources_is_not_used(tmp_path: Path) -> None:
     flag, path = out.stdout.split()
     assert flag == "False" and path.endswith("engine.py")
     assert "built from other sources" in out.stderr
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("env, says", [
+    ({"OPEX_ENGINE_PURE": "yes"}, "OPEX_ENGINE_PURE must be 0 or 1"),
+    ({"OPEX_NATIVE_DIR": "/nonexistent/opex-native"}, "OPEX_NATIVE_DIR=/nonexistent/opex-native holds no native build"),
+])
+def test_bad_native_settings_are_named(env: dict[str, str], says: str) -> None:
+    """A garbage OPEX_ENGINE_PURE stops the process naming it; an OPEX_NATIVE_DIR
+    without a build says so and the sources run."""
+    out = subprocess.run([sys.executable, "-c", "import opex_engine.core as c; print(c.NATIVE)"],
+                         env={**os.environ, "OPEX_ENGINE_PURE": "0", **env}, cwd=ROOT, capture_output=True,
+                         text=True, check=False)
+    assert says in out.stderr
+    if "OPEX_ENGINE_PURE" in env:
+        assert out.returncode != 0
+    else:
+        assert out.returncode == 0 and out.stdout.strip() == "False"

@@ -33,7 +33,10 @@ _COMMON_DIR = Path(__file__).resolve().parent
 
 
 def pure_requested() -> bool:
-    return os.environ.get("OPEX_ENGINE_PURE", "") not in ("", "0")
+    raw = os.environ.get("OPEX_ENGINE_PURE", "")
+    if raw not in ("", "0", "1"):
+        raise ValueError(f"OPEX_ENGINE_PURE must be 0 or 1, not {raw!r}")
+    return raw == "1"
 
 
 def package_dir(package: str) -> Path | None:
@@ -85,6 +88,10 @@ def native_root() -> Path | None:
         return None
     root = next((c for c in _candidates() if (c / "SOURCE_HASH").is_file()), None)
     if root is None:
+        if os.environ.get("OPEX_NATIVE_DIR"):
+            logging.getLogger("opex_common.native").warning(
+                "OPEX_NATIVE_DIR=%s holds no native build (no SOURCE_HASH); running the Python sources",
+                os.environ["OPEX_NATIVE_DIR"])
         return None
     files = source_files()
     recorded = (root / "SOURCE_HASH").read_text().strip()
