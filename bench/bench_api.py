@@ -132,59 +132,44 @@ class Stat:
                 "error_samples": self.error_samples}
 
 
+async def timed(http: Http, method: str, path: str, body: bytes | None, token: str, stat: Stat,
+                record: bool) -> bytes | None:
+    """One request; its latency (2xx) or its error counted in ``stat`` when
+    ``record``; a transport failure always counts. The body on success, else None."""
+    t0 = time.perf_counter()
+    try:
+        status, out = await http.request(method, f"{API}{path}", body, token)
+    except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
+        stat.fail(repr(exc))
+        return None
+    if record:
+        if status == 200:
+            stat.ok(time.perf_counter() - t0)
+        else:
+            stat.fail(f"{status} {out[:150]!r}")
+    return out if status == 200 else None
+
+
 async def trade_loop(http: Http, users: list[dict[str, str]], stop_at: float, record: bool,
                      opens: Stat, closes: Stat) -> None:
     i = 0
-    clock = time.perf_counter
-    while clock() < stop_at:
+    while time.perf_counter() < stop_at:
         user = users[i % len(users)]
         i += 1
-        t0 = clock()
-        try:
-            status, body = await http.request("POST", f"{API}/trade/open", OPEN_BODY, user["token"])
-        except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
-            opens.fail(repr(exc))
+        body = await timed(http, "POST", "/trade/open", OPEN_BODY, user["token"], opens, record)
+        if body is None:
             continue
-        t1 = clock()
-        if status != 200:
-            if record:
-                opens.fail(f"{status} {body[:150]!r}")
-            continue
-        if record:
-            opens.ok(t1 - t0)
-        trade_id = orjson.loads(body)["orderId"]
-        close_body = orjson.dumps({"orderId": trade_id})
-        t1 = clock()
-        try:
-            status, body = await http.request("POST", f"{API}/trade/close", close_body, user["token"])
-        except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
-            closes.fail(repr(exc))
-            continue
-        if record:
-            if status == 200:
-                closes.ok(clock() - t1)
-            else:
-                closes.fail(f"{status} {body[:150]!r}")
+        close_body = orjson.dumps({"orderId": orjson.loads(body)["orderId"]})
+        await timed(http, "POST", "/trade/close", close_body, user["token"], closes, record)
 
 
 async def balance_loop(http: Http, users: list[dict[str, str]], stop_at: float, record: bool,
                        balances: Stat) -> None:
     i = 0
-    clock = time.perf_counter
-    while clock() < stop_at:
+    while time.perf_counter() < stop_at:
         user = users[i % len(users)]
         i += 1
-        t0 = clock()
-        try:
-            status, body = await http.request("GET", f"{API}/balance", None, user["token"])
-        except (OSError, ValueError, asyncio.IncompleteReadError) as exc:
-            balances.fail(repr(exc))
-            continue
-        if record:
-            if status == 200:
-                balances.ok(clock() - t0)
-            else:
-                balances.fail(f"{status} {body[:150]!r}")
+        await timed(http, "GET", "/balance", None, user["token"], balances, record)
 
 
 async def run_level(port: int, users: list[dict[str, str]], concurrency: int, seconds: float,
