@@ -1,7 +1,9 @@
-"""Small helpers shared by tests: feed ticks and commands to an engine shard."""
+"""Small helpers shared by tests: feed ticks and commands to an engine shard,
+free ports and subprocess environments."""
 
 from __future__ import annotations
 
+import socket
 import time
 import uuid
 from typing import Any
@@ -34,3 +36,19 @@ def call(settings: Settings, command: dict[str, Any], timeout: float = 10.0,
     got = r.blpop([settings.keys.reply(command["id"])], timeout=timeout)
     assert got is not None, f"no reply to {command['type']} within {timeout}s"
     return orjson.loads(got[1])  # type: ignore[no-any-return]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def env_for(settings: Settings, **extra: str) -> dict[str, str]:
+    """Environment variables that reproduce ``settings`` in a subprocess, plus
+    ``extra``; Powertools logs only warnings unless told otherwise."""
+    from tests.conftest import settings_env
+
+    env = {**settings_env(settings), **extra}
+    env.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    return env

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,9 +19,9 @@ import orjson
 import redis as redis_lib
 
 from opex_common.settings import Settings
+from tests.helpers import env_for, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-PYTHONPATH = os.pathsep.join(str(ROOT / p) for p in ("layers/common/python", "engine_container", "functions", "."))
 API = "/api/v1"
 
 BTC, ETH, SOL = "BTC_USDC_PERP", "ETH_USDC_PERP", "SOL_USDC_PERP"
@@ -33,25 +31,6 @@ PRICES = {
     ETH: (35_000_000, 35_001_000, 35_000_500),  # $3,500.00 / $3,500.10
     SOL: (2_000_000, 2_000_100, 2_000_050),  # $200.00 / $200.01
 }
-
-
-def env_for(settings: Settings, **extra: str) -> dict[str, str]:
-    """Environment variables that reproduce ``settings`` in a subprocess."""
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        env[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
-    env.update(extra)
-    env["PYTHONPATH"] = PYTHONPATH
-    env.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---------------------------------------------------------------------- prices

@@ -59,6 +59,7 @@ from opex_common.keys import Keys  # noqa: E402
 from opex_common.migrations import migrate  # noqa: E402
 from tests.fakes.backpack import FakeBackpack, kline  # noqa: E402
 from tests.fakes.tcp_proxy import TcpProxy  # noqa: E402
+from tests.helpers import free_port  # noqa: E402
 
 BTC, ETH, SOL = "BTC_USDC_PERP", "ETH_USDC_PERP", "SOL_USDC_PERP"
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -76,12 +77,6 @@ def launch_chromium(playwright: Any, **kwargs: Any) -> Any:
     if not Path(CHROMIUM).exists():
         raise RuntimeError(f"{CHROMIUM} is missing: run scripts/ensure-chromium.sh")
     return playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, **kwargs)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 # ---------------------------------------------------------------------------- price feed

@@ -36,6 +36,7 @@ from opex_engine.checker import CheckUnavailable, Report, check
 from opex_engine.core.engine import Engine
 from opex_engine.snapshots import SnapshotStore, encode_state
 from tests.conftest import ROOT, settings_env
+from tests.helpers import free_port
 
 FIGURES_PATH = ROOT / "bench" / "results" / "faults.json"
 
@@ -46,12 +47,6 @@ MARKETS: dict[str, tuple[int, int, int]] = {
     ETH: (35_000_000, 100, 100_000),
     SOL: (2_000_000, 100, 1_000_000),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(cond: Any, timeout: float, what: str, interval: float = 0.05) -> Any:

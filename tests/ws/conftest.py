@@ -19,7 +19,8 @@ import pytest
 import redis as redis_lib
 
 from opex_common.settings import Settings
-from tests.ws.support import MOTO_CALLBACK_URL, Live, MotoApi, free_port, gateway_process, pusher_process
+from tests.helpers import free_port
+from tests.ws.support import MOTO_CALLBACK_URL, Live, MotoApi, gateway_process, pusher_process
 
 
 @pytest.fixture

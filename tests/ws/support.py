@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import socket
 import subprocess
 import sys
@@ -21,9 +20,9 @@ import redis as redis_lib
 import websockets
 
 from opex_common.settings import Settings
+from tests.helpers import env_for
 
 ROOT = Path(__file__).resolve().parents[2]
-PYTHONPATH = os.pathsep.join(str(ROOT / p) for p in ("layers/common/python", "engine_container", "functions", "."))
 BTC, ETH, SOL = "BTC_USDC_PERP", "ETH_USDC_PERP", "SOL_USDC_PERP"
 MOTO_CALLBACK_URL = "https://abc123defg.execute-api.us-east-1.amazonaws.com/live"
 
@@ -129,24 +128,6 @@ class FakeLambdaContext:
 
 
 # ---------------------------------------------------------------------- processes
-def env_for(settings: Settings, **extra: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in settings.model_dump().items():
-        if value is None:
-            continue
-        env[name.upper()] = str(value).lower() if isinstance(value, bool) else str(value)
-    env.update(extra)
-    env["PYTHONPATH"] = PYTHONPATH
-    env.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
-    return env
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Proc:
     """A child process with its output in a log file."""
 

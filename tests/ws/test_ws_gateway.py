@@ -150,7 +150,8 @@ def test_an_oversized_frame_closes_the_connection(live_factory: Callable[..., Li
 
 def test_idle_connections_are_closed_like_api_gateway(settings: Settings, redis: redis_lib.Redis, tmp_path: Any,
                                                       token: Callable[[str], str]) -> None:
-    from tests.ws.support import free_port, gateway_process
+    from tests.helpers import free_port
+    from tests.ws.support import gateway_process
 
     port = free_port()
     proc = gateway_process(settings, port, tmp_path)

@@ -18,7 +18,7 @@ import websockets
 from websockets.frames import Frame, Opcode
 
 from opex_ws.local_gateway import LocalGateway, is_connections_target, serve, ws_frame
-from tests.ws.support import free_port
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.integration  # real sockets on 127.0.0.1
 
