@@ -141,13 +141,17 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 # ---------------------------------------------------------------------- clients
 class SansIOClient(asyncio.Protocol):
-    """One real WebSocket client: websockets' Sans-I/O ``ClientProtocol`` (the
-    handshake, framing, ping/pong and closing of websockets itself) driven
-    straight from an asyncio protocol. websockets' asyncio client wakes a task
-    and a future per message (~100 µs of CPU here); this one handles a frame
-    in the socket callback (~20 µs), so 1,000 clients in this process do not
-    compete with the pusher and the gateway for the machine's CPUs as much.
-    A frame's arrival time is taken as soon as its bytes are read."""
+    """One real WebSocket client: websockets' Sans-I/O ``ClientProtocol`` does
+    the handshake, and writes every frame the client sends (masked: the
+    subscription, pongs, the close); the server's frames are then read by a
+    minimal RFC 6455 parser (``_read_frames``: the 2-10 byte header of an
+    unmasked frame, then the payload), which delivers a text/binary message,
+    answers a ping and ends on a close. websockets' asyncio client woke a task
+    and a future per message (~100 µs of CPU here) and its Sans-I/O reader
+    ~45 µs; this one ~10 µs, so 1,000 clients in this process take less of the
+    CPUs the pusher and the gateway being measured share with them. A frame's
+    arrival time is taken when its bytes are read (``data_received``), before
+    any parsing."""
 
     def __init__(self, url: str, token: str, on_message: Any) -> None:
         self.protocol = ClientProtocol(parse_uri(url), max_size=None)
@@ -159,6 +163,8 @@ class SansIOClient(asyncio.Protocol):
         self.closed: asyncio.Future[None] = loop.create_future()
         self.transport: asyncio.Transport | None = None
         self.parts: list[bytes] = []
+        self.raw = False  # True once the handshake is done: frames are read by _read_frames
+        self.buf = b""
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
@@ -167,6 +173,9 @@ class SansIOClient(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         now = time.time()
+        if self.raw:
+            self._read_frames(data, now)
+            return
         self.protocol.receive_data(data)
         for event in self.protocol.events_received():
             if isinstance(event, Response):
@@ -174,6 +183,8 @@ class SansIOClient(asyncio.Protocol):
                     if not self.opened.done():
                         self.opened.set_exception(self.protocol.handshake_exc)
                 elif not self.opened.done():
+                    # the server sends nothing before the client subscribes
+                    self.raw = True
                     self.opened.set_result(None)
             elif event.opcode in (Opcode.TEXT, Opcode.BINARY, Opcode.CONT):
                 self.parts.append(event.data)
@@ -181,6 +192,50 @@ class SansIOClient(asyncio.Protocol):
                     raw, self.parts = b"".join(self.parts), []
                     self.on_message(raw, now)
         self._flush()
+
+    def _read_frames(self, data: bytes, now: float) -> None:
+        buf = self.buf + data if self.buf else data
+        pos, n = 0, len(buf)
+        while n - pos >= 2:
+            b0, b1 = buf[pos], buf[pos + 1]
+            if b1 & 0x80:  # a server's frames are never masked
+                self._abort("masked frame from the server")
+                return
+            size, head = b1 & 0x7F, 2
+            if size == 126:
+                if n - pos < 4:
+                    break
+                size, head = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+            elif size == 127:
+                if n - pos < 10:
+                    break
+                size, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+            end = pos + head + size
+            if end > n:
+                break
+            payload = buf[pos + head:end]
+            pos = end
+            opcode = b0 & 0x0F
+            if opcode in (0x1, 0x2, 0x0):  # text, binary, continuation
+                self.parts.append(payload)
+                if b0 & 0x80:
+                    raw, self.parts = b"".join(self.parts) if len(self.parts) > 1 else payload, []
+                    self.on_message(raw, now)
+            elif opcode == 0x9:  # ping
+                self.protocol.send_pong(payload)
+                self._flush()
+            elif opcode == 0x8:  # close: answer it and let the server close the TCP connection
+                with contextlib.suppress(Exception):
+                    code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1000
+                    self.protocol.send_close(code if code in (1000, 1001) else 1000)
+                    self._flush()
+                self.buf = b""
+                return
+        self.buf = buf[pos:]
+
+    def _abort(self, why: str) -> None:
+        assert self.transport is not None
+        self.transport.abort()
 
     def _flush(self) -> None:
         assert self.transport is not None
@@ -357,6 +412,8 @@ async def throughput(clients: Clients, r: aioredis.Redis, settings: Settings, se
                     "gateway": round(100 * (cpu1[1] - cpu0[1]) / elapsed, 1),
                     "bench_clients": round(100 * (cpu1[2] - cpu0[2]) / elapsed, 1)},
         "pusher_cpu_us_per_message": round(1e6 * pusher_cpu / frames, 1) if frames else None,
+        "gateway_cpu_us_per_message": round(1e6 * (cpu1[1] - cpu0[1]) / frames, 1) if frames else None,
+        "clients_cpu_us_per_message": round(1e6 * (cpu1[2] - cpu0[2]) / frames, 1) if frames else None,
     }
 
 
@@ -365,7 +422,8 @@ async def post_cost(port: int, n: int = 1500) -> dict[str, Any]:
     unknown id: the gateway answers 410 Gone at once, so this is the client's cost):
 
     - boto3's client with botocore's own HTTP session (urllib3 + http.client);
-    - boto3's client over the pusher's KeepAliveTransport (what the pusher uses);
+    - boto3's client over the pusher's KeepAliveTransport;
+    - the same with the pusher's cached SigV4 signer (signing.py; what the pusher uses by default);
     - the same request SigV4-signed by botocore's signer and sent with aiohttp
       (a reference: no boto3 client at all; the pusher does not use it).
     """
@@ -376,18 +434,21 @@ async def post_cost(port: int, n: int = 1500) -> dict[str, Any]:
     from botocore.config import Config
     from botocore.credentials import Credentials
 
+    from opex_engine.pusher import signing
     from opex_engine.pusher.transport import KeepAliveTransport
 
     url = f"http://127.0.0.1:{port}"
     data = orjson.dumps({"type": "prices", "prices": {BTC: price(1, 1)}, "decimal": 4})
 
-    def make_client(keepalive: bool) -> Any:
+    def make_client(keepalive: bool, cached_signer: bool = False) -> Any:
         client = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local",
                                        region_name="us-east-1").client(
             "apigatewaymanagementapi", endpoint_url=url,
             config=Config(parameter_validation=False, retries={"total_max_attempts": 1}))
         if keepalive:
             assert KeepAliveTransport(url, connect_timeout=2, read_timeout=3).attach(client)
+        if cached_signer:
+            assert signing.enable(client)
         return client
 
     def boto_posts(client: Any, count: int) -> None:
@@ -396,8 +457,9 @@ async def post_cost(port: int, n: int = 1500) -> dict[str, Any]:
                 client.post_to_connection(ConnectionId=f"bench{i}", Data=data)
 
     out: dict[str, Any] = {"posts": n}
-    for name, keepalive in (("boto3_client_us_cpu", False), ("boto3_keepalive_us_cpu", True)):
-        client = make_client(keepalive)
+    for name, keepalive, cached in (("boto3_client_us_cpu", False, False), ("boto3_keepalive_us_cpu", True, False),
+                                    ("boto3_keepalive_cached_sigv4_us_cpu", True, True)):
+        client = make_client(keepalive, cached)
         boto_posts(client, 20)
         c0 = self_cpu()
         await asyncio.to_thread(boto_posts, client, n)
@@ -441,6 +503,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         env["WS_PUSH_THREADS"] = str(args.threads)
     if args.transport:
         env["WS_PUSH_TRANSPORT"] = args.transport
+    if args.signer:
+        env["WS_PUSH_SIGNER"] = args.signer
     pusher_defaults = PusherSettings(_env_file=None, ws_push_processes=args.processes)
     processes = push_processes(pusher_defaults)
     threads = args.threads or pusher_defaults.ws_push_threads
@@ -492,7 +556,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "loadavg_1m_at_end": round(os.getloadavg()[0], 2)},
         "clients": args.clients, "rate_per_s": args.rate, "push_threads": threads,
-        "push_processes": processes, "push_transport": args.transport or pusher_defaults.ws_push_transport, "connect_seconds": round(connect_s, 2),
+        "push_processes": processes, "push_transport": args.transport or pusher_defaults.ws_push_transport,
+        "push_signer": args.signer or pusher_defaults.ws_push_signer, "connect_seconds": round(connect_s, 2),
         "fanout_latency": latency, "throughput": load, "post_cost": transport,
         "target": {"last_client_p99_ms": TARGET_P99_MS, "met": bool(p99 == p99 and p99 < TARGET_P99_MS)},
     }
@@ -526,11 +591,14 @@ def table(res: dict[str, Any]) -> str:
         ("  price age at the client p50 / p99", f"{thr['price_age_ms']['p50']} / {thr['price_age_ms']['p99']} ms"),
         ("  CPU: pusher / gateway / bench clients",
          f"{thr['cpu_pct']['pusher']} / {thr['cpu_pct']['gateway']} / {thr['cpu_pct']['bench_clients']} %"),
+        ("  CPU per message: gateway / bench clients",
+         f"{thr['gateway_cpu_us_per_message']} / {thr['clients_cpu_us_per_message']} µs"),
         ("  pusher CPU per message", f"{thr['pusher_cpu_us_per_message']} µs"),
-        ("pusher processes / threads each / transport",
-         f"{res['push_processes']} / {res['push_threads']} / {res['push_transport']}"),
-        ("CPU per POST: boto3 + botocore session / boto3 + keep-alive / SigV4 + aiohttp",
+        ("pusher processes / threads each / transport / signer",
+         f"{res['push_processes']} / {res['push_threads']} / {res['push_transport']} / {res['push_signer']}"),
+        ("CPU per POST: boto3 + botocore session / + keep-alive / + cached SigV4 / SigV4 + aiohttp",
          f"{res['post_cost']['boto3_client_us_cpu']} / {res['post_cost']['boto3_keepalive_us_cpu']}"
+         f" / {res['post_cost']['boto3_keepalive_cached_sigv4_us_cpu']}"
          f" / {res['post_cost']['sigv4_aiohttp_reference_us_cpu']} µs"),
         ("target p99 < 250 ms", "met" if res["target"]["met"] else "NOT met"),
     ]
@@ -549,6 +617,8 @@ def main() -> int:
                         help="WS_PUSH_PROCESSES (0: the pusher's default, one per CPU up to 4)")
     parser.add_argument("--transport", choices=("keepalive", "botocore"), default=None,
                         help="WS_PUSH_TRANSPORT (default: the pusher's, keepalive)")
+    parser.add_argument("--signer", choices=("cached", "botocore"), default=None,
+                        help="WS_PUSH_SIGNER (default: the pusher's, cached)")
     parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "ws.json"))
     parser.add_argument("--quick", action="store_true", help="200 clients, shorter runs")
     args = parser.parse_args()

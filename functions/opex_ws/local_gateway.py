@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import itertools
 import logging
 import os
 import re
@@ -500,10 +501,10 @@ class ConnectionsProtocol(asyncio.Protocol):
     def _handle(self, method: bytes, url: bytes, body: bytes) -> Any:
         if method == b"TOOBIG":
             return _error(413, "PayloadTooLargeException", "Message too long")
-        m = _CONNECTIONS_PATH.match(url.split(b"?", 1)[0].decode("latin-1"))
-        if m is None:
+        target = _parse_target(url)
+        if target is None:
             return _error(404, "NotFoundException", "Not Found")
-        stage, connection_id = m.group(1), unquote(m.group(2))
+        stage, connection_id = target
         gw = self.gateway
         conn = gw.connections.get(connection_id) if stage is None or stage == gw.stage else None
         if conn is None or conn.ws.closed or conn.transport is None or conn.transport.is_closing():
@@ -511,11 +512,13 @@ class ConnectionsProtocol(asyncio.Protocol):
         if method == b"POST":
             if len(body) > MAX_MESSAGE_BYTES:
                 return _error(413, "PayloadTooLargeException", "Message too long")
-            try:
-                body.decode("utf-8")
-                text = True
-            except UnicodeDecodeError:
-                text = False
+            text = body.isascii()  # JSON from the pusher: no decoding needed to know it is text
+            if not text:
+                try:
+                    body.decode("utf-8")
+                    text = True
+                except UnicodeDecodeError:
+                    pass
             frame = ws_frame(body, text)
             if conn.transport.get_write_buffer_size() > SLOW_CONSUMER_BYTES:
                 return self._post_when_drained(conn, frame)
@@ -559,8 +562,11 @@ class ConnectionsProtocol(asyncio.Protocol):
     def _respond(self, status: int, body: bytes, headers: dict[str, str], *, keep: bool) -> None:
         if self.transport is None or self.closing:
             return
+        if status == 200 and keep and not body and not headers:  # a delivered post: the common case
+            self.transport.write(b"%s%s\r\n\r\n" % (_OK_HEAD, _request_id().encode()))
+            return
         lines = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Unknown')}",
-                 f"Content-Length: {len(body)}", f"x-amzn-RequestId: {uuid.uuid4()}"]
+                 f"Content-Length: {len(body)}", f"x-amzn-RequestId: {_request_id()}"]
         if body:
             lines.append("Content-Type: application/json")
         lines.extend(f"{k}: {v}" for k, v in headers.items())
@@ -579,6 +585,35 @@ class ConnectionsProtocol(asyncio.Protocol):
         self.closing = True
         if self.transport is not None:
             self.transport.close()
+
+
+_OK_HEAD = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nx-amzn-RequestId: "
+# request ids shaped like API Gateway's (a UUID): a random prefix per process and a counter
+_REQUEST_ID_PREFIX = str(uuid.uuid4())[:24]
+_request_counter = itertools.count(1)
+
+
+def _request_id() -> str:
+    return f"{_REQUEST_ID_PREFIX}{next(_request_counter) & 0xFFFFFFFFFFFF:012x}"
+
+
+_TARGETS: dict[bytes, tuple[str | None, str] | None] = {}  # request target -> (stage, connection id)
+_MAX_TARGETS = 100_000
+
+
+def _parse_target(url: bytes) -> tuple[str | None, str] | None:
+    """``(stage or None, connection id)`` of an @connections request target, or None.
+    Cached: the pusher posts to the same few thousand URLs over and over."""
+    try:
+        return _TARGETS[url]
+    except KeyError:
+        pass
+    m = _CONNECTIONS_PATH.match(url.split(b"?", 1)[0].decode("latin-1"))
+    target = (m.group(1), unquote(m.group(2))) if m is not None else None
+    if len(_TARGETS) >= _MAX_TARGETS:
+        _TARGETS.clear()
+    _TARGETS[url] = target
+    return target
 
 
 def _error(status: int, error_type: str, message: str | None = None) -> tuple[int, bytes, dict[str, str]]:

@@ -130,3 +130,16 @@ def test_route_selection_falls_back_to_default() -> None:
     finally:
         plain.pool.shutdown()
         routed.pool.shutdown()
+
+
+def test_gateway_connections_targets_and_request_ids() -> None:
+    from opex_ws import local_gateway as gw
+
+    assert gw._parse_target(b"/@connections/BFHPhfCWIAMCKlQ%3D") == (None, "BFHPhfCWIAMCKlQ=")
+    assert gw._parse_target(b"/local/@connections/abc?x=1") == ("local", "abc")
+    assert gw._parse_target(b"/local/@connections/abc?x=1") == ("local", "abc")  # cached: the same answer
+    assert gw._parse_target(b"/other/path") is None
+    ids = {gw._request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(len(i) == 36 and i.count("-") == 4 for i in ids)
+    assert gw.ws_frame(b"x" * 200, True)[:4] == bytes((0x81, 126, 0, 200))

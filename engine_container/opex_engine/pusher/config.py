@@ -23,6 +23,9 @@ class PusherSettings(Settings):
     # keepalive: boto3's client over transport.KeepAliveTransport (one sendall
     # per post on persistent connections); botocore: botocore's urllib3 session
     ws_push_transport: Literal["keepalive", "botocore"] = "keepalive"
+    # cached: SigV4 by signing.CachedSigV4Auth (botocore's signature, with the
+    # signing key and per-URL parts cached; ~35 % of a post's CPU); botocore: botocore's SigV4Auth
+    ws_push_signer: Literal["cached", "botocore"] = "cached"
     ws_post_timeout_s: float = Field(default=3.0, gt=0, le=60)
     # full re-read of the registry (changes arrive at once on {p}:ws:changes;
     # this catches what pub/sub dropped and prunes expired entries)

@@ -14,6 +14,11 @@ is ``transport.KeepAliveTransport``: boto3 still serializes, signs and parses
 every post, but the request goes out in one ``sendall`` on a persistent
 connection instead of through urllib3 + ``http.client``, which was ~2/3 of
 the CPU of a post (see transport.py). ``botocore`` keeps botocore's session.
+
+With ``WS_PUSH_SIGNER=cached`` (the default) the client signs with
+``signing.CachedSigV4Auth``, botocore's SigV4 with the signing key and the
+per-URL parts cached (chosen through botocore's ``choose-signer`` event, and
+only after a self-check that it signs exactly as botocore does).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from . import signing
 from .config import PusherSettings
 from .transport import KeepAliveTransport
 
@@ -73,6 +79,9 @@ class Poster:
     def __init__(self, settings: PusherSettings, client: Any | None = None) -> None:
         self.client = client if client is not None else management_client(settings)
         self.transport: KeepAliveTransport | None = None
+        self.cached_signer = False
+        if client is None and settings.ws_push_signer == "cached":
+            self.cached_signer = signing.enable(self.client)
         if client is None and settings.ws_push_transport == "keepalive":
             transport = KeepAliveTransport(
                 settings.ws_callback_url, connect_timeout=min(2.0, settings.ws_post_timeout_s),
