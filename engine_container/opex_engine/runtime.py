@@ -27,6 +27,7 @@ was allocated since.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import select
@@ -135,6 +136,9 @@ class EngineRuntime:
     # ------------------------------------------------------------------ boot
     def boot(self) -> None:
         t0 = time.monotonic()
+        # Loading and replaying build the state: nothing of it is garbage, so
+        # no collection until ready (settle_heap then freezes it all).
+        gc.disable()
         state: EngineState | None = None
         if self.snapshots_enabled:
             store = SnapshotStore(self.settings.mongo_url, self.settings.mongo_db, self.settings.key_prefix)
@@ -202,6 +206,7 @@ class EngineRuntime:
             self._publish_read_models()
             self._ready = True
             settle_heap()  # what the replay added
+            gc.enable()
             self.stats.boot_seconds = time.monotonic() - self._boot_started
             log.info("engine ready", extra={"shard": self.shard, "replayed": self.stats.boot_replayed,
                                            "boot_seconds": round(self.stats.boot_seconds, 3),
