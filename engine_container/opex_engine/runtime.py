@@ -27,11 +27,13 @@ was allocated since.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import os
 import select
 import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +73,56 @@ def settle_heap() -> None:
     heap.settle(GC_THRESHOLDS[0], older=GC_THRESHOLDS[1:])
 
 log = logging.getLogger("opex.engine")
+
+
+_FIELD = m.FIELD.encode()
+
+
+def _data_field(fields: Any) -> bytes | None:
+    """The ``d`` field of a stream entry's flat [field, value, ...] list."""
+    if type(fields) is not list:
+        return None
+    for i in range(0, len(fields) - 1, 2):
+        if fields[i] == _FIELD:
+            value = fields[i + 1]
+            return value if type(value) is bytes else None
+    return None
+
+
+def _entries(resp: Any) -> list[Any]:
+    """The entries of an XREADGROUP reply of one stream: ``{stream: entries}``
+    in RESP3, ``[[stream, entries]]`` in RESP2, None when nothing came."""
+    if not resp:
+        return []
+    if type(resp) is dict:
+        return next(iter(resp.values())) or []
+    return resp[0][1] or []
+
+
+def _pack(cmds: list[tuple[Any, ...]]) -> bytes:
+    """Commands in the Redis protocol (RESP), one buffer."""
+    out: list[bytes] = []
+    add = out.append
+    for cmd in cmds:
+        add(b"*%d\r\n" % len(cmd))
+        for arg in cmd:
+            if type(arg) is str:
+                arg = arg.encode()
+            elif type(arg) is int:
+                arg = b"%d" % arg
+            add(b"$%d\r\n" % len(arg))
+            add(arg)
+            add(b"\r\n")
+    return b"".join(out)
+
+
+def with_account(reply_json: bytes, view_json: bytes) -> bytes:
+    """``reply_json`` with ``"account": view_json`` added to its ``data``
+    object. A reply is ``{..., "data": {...}}`` with ``data`` last
+    (messages.reply), so its last two bytes close ``data`` and the reply."""
+    if reply_json.endswith(b'"data":{}}'):
+        return b"%b\"account\":%b}}" % (reply_json[:-2], view_json)
+    return b"%b,\"account\":%b}}" % (reply_json[:-2], view_json)
 
 REPLY_TTL_S = 60
 STATUS_TTL_S = 30
@@ -130,8 +182,12 @@ class EngineRuntime:
         self._last_snapshot_at = time.monotonic()
         self._last_status_at = 0.0
         self._bad = RateLimitedLog(log)
-        self._pending: list[tuple[Any, ...]] | None = None  # a batch's output not yet published
+        # batches' output applied in memory but not yet confirmed by Redis, oldest first
+        self._pending: list[list[tuple[Any, ...]]] = []
         self._resync = False
+        self._conn: Any = None  # the loop's own connection (see _send)
+        self._collapsing: threading.Thread | None = None
+        self._huge_pages = settings.engine_huge_pages
 
     # ------------------------------------------------------------------ boot
     def boot(self) -> None:
@@ -139,6 +195,7 @@ class EngineRuntime:
         # Loading and replaying build the state: nothing of it is garbage, so
         # no collection until ready (settle_heap then freezes it all).
         gc.disable()
+        heap.hold_freed_memory()  # a batch's output buffers reuse the last batch's pages
         state: EngineState | None = None
         if self.snapshots_enabled:
             store = SnapshotStore(self.settings.mongo_url, self.settings.mongo_db, self.settings.key_prefix)
@@ -191,44 +248,151 @@ class EngineRuntime:
         self.shutdown()
 
     def _step(self) -> None:
-        if self._pending is not None:
-            self._flush()  # a batch applied in memory is published before anything else is read
+        """Read what came, apply it, publish its output; then housekeeping.
+
+        Within a burst the Redis round trips overlap with the engine's work:
+        each round trip carries one batch's output (a MULTI/EXEC) and the read
+        of the batch after next (a non-blocking XREADGROUP behind it, so Redis
+        publishes the output before it reads); while Redis runs them, the
+        engine applies the batch it already holds. Output is published in the
+        order it was applied; anything applied but not confirmed stays in
+        ``_pending`` and is published first after a failure, and the group is
+        re-pointed at the last entry applied, so what was read but not applied
+        is delivered again."""
+        if self._pending:
+            self._flush()  # output applied in memory is published before anything else is read
         if self._resync:
             self.redis.xgroup_setid(self.stream, GROUP, id=self.engine.state.last_id)
             self._resync = False
         batch = self.settings.engine_batch
-        resp = self.redis.xreadgroup(GROUP, CONSUMER, {self.stream: ">"}, count=batch,
-                                     block=self.settings.engine_block_ms)
-        entries = resp[0][1] if resp else []
-        if entries:
-            self.process(entries)
-        if not self._ready and len(entries) < batch:
-            self._publish_read_models()
-            self._ready = True
-            settle_heap()  # what the replay added
-            gc.enable()
-            self.stats.boot_seconds = time.monotonic() - self._boot_started
-            log.info("engine ready", extra={"shard": self.shard, "replayed": self.stats.boot_replayed,
-                                           "boot_seconds": round(self.stats.boot_seconds, 3),
-                                           "accounts": len(self.engine.state.accounts)})
-            self._status("ready")
-        elif not self._ready:
-            self.stats.boot_replayed += len(entries)
+        first = self._read(2 * batch, self.settings.engine_block_ms)
+        caught_up = len(first) < 2 * batch
+        todo = [first[i : i + batch] for i in range(0, len(first), batch)]
+        outputs: list[list[tuple[Any, ...]]] = []
+        applied = 0
+        deadline = time.monotonic() + 0.1  # then housekeeping (snapshots, status)
+        try:
+            if todo:
+                applied += len(todo[0])
+                outputs.append(self.process(todo.pop(0)))
+            while outputs:
+                out = outputs.pop(0)
+                self._pending.append(out)  # from here until Redis confirms it
+                read = not caught_up and len(todo) < 2 and time.monotonic() < deadline
+                self._send(out, read_count=batch if read else 0)
+                if todo:  # overlaps with Redis running the round trip
+                    applied += len(todo[0])
+                    outputs.append(self.process(todo.pop(0)))
+                more = self._receive(out, read)
+                self._pending.pop(0)
+                if read:
+                    caught_up = len(more) < batch
+                    if more:
+                        todo.append(more)
+                if not outputs and todo:
+                    applied += len(todo[0])
+                    outputs.append(self.process(todo.pop(0)))
+        except BaseException:
+            # applied but unpublished output stays pending, in order; entries
+            # read but not applied are delivered again after the resync
+            self._pending.extend(outputs)
+            raise
+        if not self._ready:
+            self.stats.boot_replayed += applied
+            if caught_up:
+                self._publish_read_models()
+                self._ready = True
+                settle_heap()  # what the replay added
+                gc.enable()
+                self._start_collapse()
+                self.stats.boot_seconds = time.monotonic() - self._boot_started
+                log.info("engine ready", extra={"shard": self.shard, "replayed": self.stats.boot_replayed,
+                                               "boot_seconds": round(self.stats.boot_seconds, 3),
+                                               "accounts": len(self.engine.state.accounts)})
+                self._status("ready")
         self._housekeeping()
 
-    def process(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        """Apply a batch and publish its results in one pipeline."""
+    # ------------------------------------------------------------------ the loop's Redis I/O
+    def _connection(self) -> Any:
+        if self._conn is None:
+            self._conn = self.redis.connection_pool.get_connection()
+        return self._conn
+
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.disconnect()  # its replies may be half read: never reuse it
+            self.redis.connection_pool.release(conn)
+
+    def _read(self, count: int, block_ms: int) -> list[Any]:
+        """XREADGROUP of up to ``count`` new entries, waiting up to ``block_ms``."""
+        conn = self._connection()
+        try:
+            conn.send_packed_command([_pack([("XREADGROUP", "GROUP", GROUP, CONSUMER, "COUNT", count,
+                                             "BLOCK", block_ms, "STREAMS", self.stream, ">")])], check_health=False)
+            return _entries(conn.read_response())
+        except BaseException:
+            self._drop_connection()
+            raise
+
+    def _send(self, cmds: list[tuple[Any, ...]], read_count: int = 0) -> None:
+        """Write one batch's output as MULTI/EXEC, and behind it (if
+        ``read_count``) a non-blocking XREADGROUP; the replies are read by
+        ``_receive``. Packed here: redis-py's pipeline costs more than the
+        commands."""
+        tail: list[tuple[Any, ...]] = [("EXEC",)]
+        if read_count:
+            tail.append(("XREADGROUP", "GROUP", GROUP, CONSUMER, "COUNT", read_count, "STREAMS", self.stream, ">"))
+        conn = self._connection()
+        try:
+            conn.send_packed_command([_pack([("MULTI",), *cmds, *tail])], check_health=False)
+        except BaseException:
+            self._drop_connection()
+            raise
+
+    def _receive(self, cmds: list[tuple[Any, ...]], read: bool) -> list[Any]:
+        """The replies of ``_send``: raises if the transaction failed; returns
+        the entries read (if it read)."""
+        conn = self._conn
+        try:
+            conn.read_response()  # MULTI: OK
+            for _ in cmds:
+                conn.read_response()  # QUEUED (an error raises here)
+            results = conn.read_response()  # EXEC
+            if results is None:
+                raise ResponseError("transaction aborted")
+            for res in results:
+                if isinstance(res, Exception):
+                    raise res
+            return _entries(conn.read_response()) if read else []
+        except BaseException:
+            self._drop_connection()
+            raise
+
+    def _flush(self) -> None:
+        """Publish every pending output, oldest first, one round trip each."""
+        while self._pending:
+            cmds = self._pending[0]
+            self._send(cmds)
+            self._receive(cmds, False)
+            self._pending.pop(0)
+
+    def process(self, entries: list[Any]) -> list[tuple[Any, ...]]:
+        """Apply a batch; return its output (the commands that publish it).
+        ``entries`` are XREADGROUP's entries as Redis sends them:
+        ``[id, [field, value, ...]]``."""
         engine = self.engine
         apply = engine.apply
         loads = orjson.loads
-        replies: list[dict[str, Any]] = []
+        dumps = orjson.dumps
+        replies: list[tuple[str, str | None, bytes]] = []  # (command id, user id, reply JSON)
         events: list[dict[str, Any]] = []
         ids: list[bytes] = []
         for raw_id, fields in entries:
             entry_id = raw_id.decode()
             ids.append(raw_id)
             now_ms = int(entry_id.split("-", 1)[0])
-            raw = fields.get(b"d")
+            raw = _data_field(fields)
             try:
                 msg = loads(raw) if raw is not None else None
             except orjson.JSONDecodeError:
@@ -239,38 +403,48 @@ class EngineRuntime:
                                   shard=self.shard, entry_id=entry_id)
             rep, evs = apply(entry_id, now_ms, msg)
             if rep is not None:
-                replies.append(rep)
+                # the bytes the engine remembered for deduplication, else (an
+                # audit, which is not remembered) serialized here
+                rj = engine.reply_json
+                replies.append((rep["id"], rep.get("user_id"), rj if rj is not None else dumps(rep)))
             if evs:
                 events.extend(evs)
         self.stats.applied += len(entries)
         self.stats.batches += 1
-        self._publish(replies, events, ids)
+        return self._output(replies, events, ids)
 
-    def _publish(self, replies: list[dict[str, Any]], events: list[dict[str, Any]], ids: list[bytes]) -> None:
-        """Publish a batch's output: MSET of the changed read models, one
+    def _output(self, replies: list[tuple[str, str | None, bytes]], events: list[dict[str, Any]],
+                ids: list[bytes]) -> list[tuple[Any, ...]]:
+        """A batch's output, to publish: MSET of the changed read models, one
         PUBLISH of them for the pusher, one script call that pushes every
         reply, one XADD of the events and the XACK, in one MULTI/EXEC (all or
         nothing). Read models go first so that a client holding its reply
         reads its new state. The commands are kept until Redis has taken them:
         if it fails mid-way the same output is retried before anything new is
         read (a retry may re-send replies and events; both are deduplicated
-        downstream by id)."""
+        downstream by id).
+
+        Nothing is serialized twice: each event once (its bytes go both into
+        the event stream and into its user's live update), each changed
+        account's read model once (into the MSET, the live update and the
+        replies), each reply once, by the engine (the read model is spliced
+        into those bytes)."""
         engine = self.engine
         keys = self.keys
         dumps = orjson.dumps
+        Fragment = orjson.Fragment
         cmds: list[tuple[Any, ...]] = []
         touched = engine.touched
-        # each changed account's read model is serialized once and its bytes
-        # spliced (orjson.Fragment) into the reply and the live update
-        views: dict[str, orjson.Fragment] = {}
+        views: dict[str, bytes] = {}
+        event_json = [dumps(ev) for ev in events]
         # While replaying at boot, read models are written once at the end
         # (the touched set keeps accumulating), not once per batch.
         if touched and self._ready:
-            by_user: dict[str, list[dict[str, Any]]] = {}
-            for ev in events:
+            by_user: dict[str, list[bytes]] = {}
+            for ev, raw in zip(events, event_json, strict=True):
                 uid = ev.get("user_id")
                 if uid is not None and uid in touched:
-                    by_user.setdefault(uid, []).append(ev)
+                    by_user.setdefault(uid, []).append(raw)
             accounts = engine.state.accounts
             models: list[Any] = []
             live: list[dict[str, Any]] = []
@@ -279,9 +453,10 @@ class EngineRuntime:
                 if acct is None:
                     continue
                 view_json = dumps(engine.account_view(acct))
-                views[uid] = orjson.Fragment(view_json)
+                views[uid] = view_json
                 models += (keys.account(uid), view_json)
-                live.append({"user_id": uid, "account": views[uid], "events": by_user.get(uid, [])})
+                live.append({"user_id": uid, "account": Fragment(view_json),
+                             "events": Fragment(b"[" + b",".join(by_user.get(uid, ())) + b"]")})
             engine.touched = set()
             if models:
                 cmds.append(("MSET", *models))
@@ -291,18 +466,15 @@ class EngineRuntime:
             # model (as of the end of this batch) rides along when it changed.
             reply_keys: list[str] = []
             bodies: list[bytes] = []
-            for rep in replies:
-                view = views.get(rep.get("user_id") or "") if views else None
-                if view is not None:
-                    rep = {**rep, "data": {**rep["data"], "account": view}}
-                reply_keys.append(keys.reply(rep["id"]))
-                bodies.append(dumps(rep))
+            for cid, uid, body in replies:
+                view = views.get(uid) if uid is not None and views else None
+                reply_keys.append(keys.reply(cid))
+                bodies.append(with_account(body, view) if view is not None else body)
             cmds.append(("EVAL", PUSH_REPLIES_LUA, len(reply_keys), *reply_keys, *bodies, REPLY_TTL_S))
         if events:
-            cmds.append(("XADD", self.events_stream, "*", m.FIELD, dumps(events)))
+            cmds.append(("XADD", self.events_stream, "*", m.FIELD, b"[" + b",".join(event_json) + b"]"))
         cmds.append(("XACK", self.stream, GROUP, *ids))
-        self._pending = cmds
-        self._flush()
+        return cmds
 
     def _publish_read_models(self) -> None:
         """Write the read model of every account changed during the boot replay."""
@@ -315,17 +487,8 @@ class EngineRuntime:
             models: list[Any] = []
             for uid in uids[i : i + 1000]:
                 models += (self.keys.account(uid), dumps(engine.account_view(accounts[uid])))
-            self._pending = [("MSET", *models)]
+            self._pending.append([("MSET", *models)])
             self._flush()
-
-    def _flush(self) -> None:
-        cmds = self._pending
-        assert cmds is not None
-        pipe = self.redis.pipeline(transaction=True)
-        for cmd in cmds:
-            pipe.execute_command(*cmd)
-        pipe.execute()
-        self._pending = None
 
     # ------------------------------------------------------------------ housekeeping
     def _housekeeping(self) -> None:
@@ -348,12 +511,32 @@ class EngineRuntime:
             "max_fork_ms": round(self.stats.max_fork_ms, 3), "boot_seconds": round(self.stats.boot_seconds, 3),
             "insurance": st.insurance, "rss_mb": _rss_mb(),
         }
-        try:
+        with contextlib.suppress(RedisError):
             self.redis.set(self.keys.engine_status(self.shard), orjson.dumps(body), ex=STATUS_TTL_S)
-        except RedisError:
-            pass
+
+    def _start_collapse(self) -> None:
+        """Move the heap onto huge pages on a thread (heap.collapse_to_huge_pages:
+        the system call runs without the GIL), so that the next snapshot fork
+        copies 512 times fewer page table entries."""
+        if not self._huge_pages or self._collapsing is not None:
+            return
+        self._collapsing = threading.Thread(target=self._collapse, name="huge-pages", daemon=True)
+        self._collapsing.start()
+
+    def _collapse(self) -> None:
+        t0 = time.monotonic()
+        done = heap.collapse_to_huge_pages()
+        self.stats.extra["huge_pages_s"] = round(time.monotonic() - t0, 3)
+        if done is None:
+            log.info("huge pages unavailable; snapshot forks copy 4 KiB page tables", extra={"shard": self.shard})
+            self._huge_pages = False
 
     def _fork_snapshot(self) -> None:
+        if self._collapsing is not None:
+            if self._collapsing.is_alive():
+                return  # fork once the heap is on huge pages (fork would wait for it anyway)
+            self._collapsing.join()
+            self._collapsing = None
         self._last_snapshot_at = time.monotonic()
         last_id = self.engine.state.last_id
         rfd, wfd = os.pipe()
@@ -407,7 +590,12 @@ class EngineRuntime:
         self._child = None
         if data == b"ok":
             self.stats.snapshots += 1
+            log.info("snapshot saved", extra={"shard": self.shard, "last_id": child.last_id,
+                                              "fork_ms": round(self.stats.last_fork_ms, 2),
+                                              "seconds": round(time.monotonic() - child.started, 2),
+                                              "rss_mb": _rss_mb(), **self.stats.extra})
             self._trim_after_snapshot()
+            self._start_collapse()  # writes since the fork split huge pages; grown memory is new
         else:
             self.stats.snapshot_failures += 1
             log.error("snapshot failed; trading continues, will retry",
@@ -439,15 +627,13 @@ class EngineRuntime:
             return False
         self.stats.snapshots += 1
         if oldest:
-            try:
+            with contextlib.suppress(RedisError):
                 self.redis.xtrim(self.stream, minid=oldest, approximate=False)
-            except RedisError:
-                pass
         return True
 
     def shutdown(self) -> None:
         log.info("engine stopping", extra={"shard": self.shard, "last_id": self.engine.state.last_id})
-        if self._pending is not None:
+        if self._pending:
             try:
                 self._flush()
             except (RedisError, OSError) as exc:

@@ -97,11 +97,12 @@ class Trader:
         return res
 
 
-async def _until_accepted(trader: Trader, level: int, phase: str, timeout: float = 20.0) -> float:
+async def _until_accepted(trader: Trader, level: int, phase: str, timeout: float = 20.0,
+                          market: str = BTC) -> float:
     """Seconds until an open at ``level`` is accepted."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        res = await trader.open(BTC, level, phase=phase)
+        res = await trader.open(market, level, phase=phase)
         if res["status"] == 200:
             return time.monotonic() - t0
         await asyncio.sleep(0.05)
@@ -173,8 +174,9 @@ def test_silent_price_feed_refuses_market_orders_and_fills_nothing_at_an_old_pri
                 poller = _poller(s, fake, tmp_path).start()
                 procs.append(poller)
                 recover["poller dead"] = await _until_accepted(trader, 2, "poller restarted", timeout=30)
+                # the other markets' first prices reach the engine a moment after BTC's
                 for m in (ETH, SOL):
-                    assert (await trader.open(m, 2, phase="poller restarted"))["status"] == 200
+                    await _until_accepted(trader, 2, "poller restarted", timeout=5, market=m)
                 trades = (await client.get(f"{API}/trade/open")).json()["trades"]
             await app.state.resources.close()
             feed.task.cancel()  # type: ignore[union-attr]

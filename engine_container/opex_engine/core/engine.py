@@ -47,6 +47,21 @@ Event = dict[str, Any]
 _PRIORITY = {"order": 0, "tp": 1, "sl": 1, "iso": 2, "acct": 2}
 
 
+class _MarketSum:
+    """One market's part of a cross account: its mark and maintenance rate
+    (looked up once per account, not once per trade) and the sums
+    ``sum(side x qty)`` and ``sum(qty x mmr)`` of its cross trades. A native
+    struct once compiled: accumulating costs no dict lookups or tuples."""
+
+    __slots__ = ("mark", "mmr", "sq", "qm")
+
+    def __init__(self, mark: int, mmr: int) -> None:
+        self.mark = mark
+        self.mmr = mmr
+        self.sq = 0
+        self.qm = 0
+
+
 class Engine:
     """One shard's state machine."""
 
@@ -73,6 +88,9 @@ class Engine:
         self.order_owners: dict[str, Account] = {}  # resting order id -> account (derived)
         self.expiring: list[tuple[int, str]] = []  # heap of (expires_ms, order id) (derived)
         self.touched: set[str] = set()  # users changed since the runtime last drained it
+        # the JSON of the last apply's reply as remembered for deduplication
+        # (None: the reply was not remembered); the runtime sends these bytes
+        self.reply_json: bytes | None = None
         self._events: list[Event] = []
         self._entry_id = ""
         self._event_prefix = f"{self.shard}::"
@@ -101,6 +119,7 @@ class Engine:
         self._event_prefix = f"{self.shard}:{entry_id}:"
         events: list[Event] = []
         self._events = events
+        self.reply_json = None
         if type(msg) is not dict:
             return None, events
         typ = msg.get("type")
@@ -128,6 +147,7 @@ class Engine:
             return None, events
         prior = st.dedup.get(cid)
         if prior is not None:
+            self.reply_json = prior
             return orjson.loads(prior), []
         try:
             # the two commands of nearly every input, called directly (cheaper
@@ -156,7 +176,9 @@ class Engine:
         # builds its output in a larger buffer and shrinks it, which strands a
         # fresh page of the heap per kept reply (a page fault each, and a
         # resident set, and so a snapshot fork, four times larger).
-        st.dedup[cid] = bytes(memoryview(orjson.dumps(rep)))
+        raw = bytes(memoryview(orjson.dumps(rep)))
+        st.dedup[cid] = raw
+        self.reply_json = raw
         order = st.dedup_order
         order.append((st.clock_ms, cid))
         horizon = st.clock_ms - self.dedup_window_ms
@@ -298,9 +320,10 @@ class Engine:
             if (sl - liq) * side <= 0:
                 raise _invalid(f"stop_loss is beyond the liquidation price {liq}")
         available = acct.balance
+        prices = self.state.prices
         for t in acct.trades.values():
             if t.mode == m.CROSS:
-                u = self._upnl(t)
+                u = pnl(t.side, t.qty, t.entry, prices[t.market].mark)
                 if u < 0:
                     available += u
         if available < im + fee_amt:
@@ -613,19 +636,21 @@ class Engine:
         key = ("acct", acct.user_id)
         prices = self.state.prices
         markets = self.markets
-        per_market: dict[str, tuple[int, int]] = {}  # market -> (sum s q, sum q mmr)
+        per_market: dict[str, _MarketSum] = {}
         eq = acct.balance
         mm = 0
         n = 0
         for t in acct.trades.values():
             if t.mode != m.CROSS:
                 continue
-            mark = prices[t.market].mark
-            mmr = markets[t.market].maintenance_rate
-            eq += t.margin + pnl(t.side, t.qty, t.entry, mark)
-            mm += maintenance(t.qty, mark, mmr)
-            sq, qm = per_market.get(t.market, (0, 0))
-            per_market[t.market] = (sq + t.side * t.qty, qm + t.qty * mmr)
+            ms = per_market.get(t.market)
+            if ms is None:
+                ms = _MarketSum(prices[t.market].mark, markets[t.market].maintenance_rate)
+                per_market[t.market] = ms
+            eq += t.margin + pnl(t.side, t.qty, t.entry, ms.mark)
+            mm += maintenance(t.qty, ms.mark, ms.mmr)
+            ms.sq += t.side * t.qty
+            ms.qm += t.qty * ms.mmr
             n += 1
         if n == 0:
             self.index.remove(key)
@@ -653,13 +678,14 @@ class Engine:
                 return
             share = buffer // len(per_market)
             for mk in sorted(per_market):
-                sq, qm = per_market[mk]
+                ms = per_market[mk]
+                sq, qm = ms.sq, ms.qm
                 # dH/d(mark), scaled by RATE_SCALE * NOTIONAL_DIV
                 g = sign * (kd * sq * RATE_SCALE - kn * qm)
                 if g == 0:
                     continue
                 move = share * RATE_SCALE * NOTIONAL_DIV // abs(g)
-                mark = prices[mk].mark
+                mark = ms.mark
                 if g > 0:
                     levels.append((mk, FALLING, mark - move))
                 else:

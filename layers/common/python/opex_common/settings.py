@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     engine_batch: int = Field(default=1000, ge=1, le=100_000)
     engine_block_ms: int = Field(default=50, ge=1, le=10_000)
     snapshot_interval_s: float = Field(default=5.0, gt=0, le=3600)
+    # back the engine's heap with 2 MiB pages so a snapshot fork copies few page table entries
+    engine_huge_pages: bool = True
     price_stale_ms: int = Field(default=15_000, ge=100)
     dedup_window_ms: int = Field(default=3_600_000, ge=1000)
 
