@@ -7,54 +7,56 @@ keys) where they are compared.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Final
 
 import orjson
 
-FIELD = "d"
+FIELD: Final = "d"
 
 # --- command types -----------------------------------------------------------
-CREATE_ACCOUNT = "create_account"
-OPEN = "open"
-CLOSE = "close"
-RESET_ACCOUNT = "reset_account"
-PLACE_ORDER = "place_order"
-CANCEL_ORDER = "cancel_order"
-SET_TPSL = "set_tpsl"
-ADD_MARGIN = "add_margin"
-TICK = "tick"
-AUDIT = "audit"  # operator read of a shard's balances and totals (no user, no state change)
-STALE = "stale"
+CREATE_ACCOUNT: Final = "create_account"
+OPEN: Final = "open"
+CLOSE: Final = "close"
+RESET_ACCOUNT: Final = "reset_account"
+PLACE_ORDER: Final = "place_order"
+CANCEL_ORDER: Final = "cancel_order"
+SET_TPSL: Final = "set_tpsl"
+ADD_MARGIN: Final = "add_margin"
+TICK: Final = "tick"
+AUDIT: Final = "audit"  # operator read of a shard's balances and totals (no user, no state change)
+STALE: Final = "stale"
 USER_COMMANDS = frozenset({CREATE_ACCOUNT, OPEN, CLOSE, RESET_ACCOUNT, PLACE_ORDER, CANCEL_ORDER, SET_TPSL,
                            ADD_MARGIN})
 
-LONG, SHORT = "long", "short"
+LONG: Final = "long"
+SHORT: Final = "short"
 SIDES = {LONG: 1, SHORT: -1}
 SIDE_NAMES = {1: LONG, -1: SHORT}
-CROSS, ISOLATED = "cross", "isolated"
+CROSS: Final = "cross"
+ISOLATED: Final = "isolated"
 MARGIN_MODES = frozenset({CROSS, ISOLATED})
 
 # --- reply codes -> HTTP status the API answers with ---------------------------
-OK = "ok"
-INVALID = "invalid"  # 422: the command is malformed or out of range
-NOT_FOUND = "not_found"  # 404: no such account / trade (ids don't leak)
-REJECTED = "rejected"  # 409: valid but refused (slippage, margin, stale price)
-CONFLICT = "conflict"  # 409: e.g. account already exists
+OK: Final = "ok"
+INVALID: Final = "invalid"  # 422: the command is malformed or out of range
+NOT_FOUND: Final = "not_found"  # 404: no such account / trade (ids don't leak)
+REJECTED: Final = "rejected"  # 409: valid but refused (slippage, margin, stale price)
+CONFLICT: Final = "conflict"  # 409: e.g. account already exists
 STATUS = {OK: 200, INVALID: 422, NOT_FOUND: 404, REJECTED: 409, CONFLICT: 409}
 
 # --- event types --------------------------------------------------------------
-EV_ACCOUNT_OPENED = "account_opened"
-EV_TRADE_OPENED = "trade_opened"
-EV_TRADE_CLOSED = "trade_closed"
-EV_LEDGER = "ledger"
-EV_INSURANCE = "insurance"
-EV_MARGIN_WARNING = "margin_warning"  # margin ratio crossed 80% (and "margin_ok" below 70%)
-EV_MARGIN_OK = "margin_ok"
-EV_ORDER_PLACED = "order_placed"
-EV_ORDER_CLOSED = "order_closed"  # filled / cancelled / expired / trade_closed / trade_gone
-EV_TPSL_CHANGED = "tpsl_changed"
+EV_ACCOUNT_OPENED: Final = "account_opened"
+EV_TRADE_OPENED: Final = "trade_opened"
+EV_TRADE_CLOSED: Final = "trade_closed"
+EV_LEDGER: Final = "ledger"
+EV_INSURANCE: Final = "insurance"
+EV_MARGIN_WARNING: Final = "margin_warning"  # margin ratio crossed 80% (and "margin_ok" below 70%)
+EV_MARGIN_OK: Final = "margin_ok"
+EV_ORDER_PLACED: Final = "order_placed"
+EV_ORDER_CLOSED: Final = "order_closed"  # filled / cancelled / expired / trade_closed / trade_gone
+EV_TPSL_CHANGED: Final = "tpsl_changed"
 # a debit from a trade's locked margin (isolated funding): not a balance change
-EV_MARGIN_DEBIT = "margin_debit"
+EV_MARGIN_DEBIT: Final = "margin_debit"
 
 # ledger kinds: every change of an account's free balance is one of these
 LEDGER_KINDS = frozenset(

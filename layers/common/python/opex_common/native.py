@@ -26,7 +26,7 @@ from pathlib import Path
 
 # package -> its compiled modules (one group: they call each other natively)
 GROUP: dict[str, tuple[str, ...]] = {
-    "opex_common": ("units", "margin"),
+    "opex_common": ("units", "margin", "messages"),
     "opex_engine.core": ("validation", "triggers", "state", "orders", "engine"),
 }
 _COMMON_DIR = Path(__file__).resolve().parent
