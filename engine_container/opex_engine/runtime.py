@@ -436,7 +436,9 @@ class EngineRuntime:
         cmds: list[tuple[Any, ...]] = []
         touched = engine.touched
         views: dict[str, bytes] = {}
-        event_json = [dumps(ev) for ev in events]
+        # each event's bytes go to its user's live update too, once ready;
+        # while replaying at boot only to the event stream (one call)
+        event_json = [dumps(ev) for ev in events] if self._ready else []
         # While replaying at boot, read models are written once at the end
         # (the touched set keeps accumulating), not once per batch.
         if touched and self._ready:
@@ -472,7 +474,8 @@ class EngineRuntime:
                 bodies.append(with_account(body, view) if view is not None else body)
             cmds.append(("EVAL", PUSH_REPLIES_LUA, len(reply_keys), *reply_keys, *bodies, REPLY_TTL_S))
         if events:
-            cmds.append(("XADD", self.events_stream, "*", m.FIELD, b"[" + b",".join(event_json) + b"]"))
+            payload = b"[" + b",".join(event_json) + b"]" if event_json else dumps(events)
+            cmds.append(("XADD", self.events_stream, "*", m.FIELD, payload))
         cmds.append(("XACK", self.stream, GROUP, *ids))
         return cmds
 
