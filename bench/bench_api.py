@@ -14,7 +14,12 @@ small keep-alive HTTP/1.1 client on raw asyncio streams, so the client costs
 little of the CPU the API and the engine share). The load generator and the
 services share the machine's cores, so the figures are a floor.
 
-    python bench/bench_api.py [--out bench/results/api.json] [--quick] [--workers N]
+    python bench/bench_api.py [--out bench/results/api.json] [--quick] [--workers N] [--levels 64]
+
+Each level also reports the CPU time per request (open or close; balance) of
+the API workers, the engine and the load generator, from ``/proc/<pid>/stat``
+over the measured phase: on a shared machine that moves much less than the
+wall-clock figures, so compare versions with it.
 """
 
 from __future__ import annotations
@@ -172,8 +177,46 @@ async def balance_loop(http: Http, users: list[dict[str, str]], stop_at: float, 
         await timed(http, "GET", "/balance", None, user["token"], balances, record)
 
 
+_CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def proc_cpu_s(pid: int) -> float:
+    """utime + stime of one process, in seconds (0 if it is gone)."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0.0
+    fields = raw.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _CLK_TCK
+
+
+def child_pids(pid: int) -> list[int]:
+    try:
+        return [int(x) for x in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        return []
+
+
+@dataclass
+class CpuProbe:
+    """CPU seconds used so far by the API workers, the engine and this process."""
+
+    api: list[int]
+    engine: list[int]
+
+    def sample(self) -> dict[str, float]:
+        t = os.times()
+        return {"api": sum(proc_cpu_s(p) for p in self.api), "engine": sum(proc_cpu_s(p) for p in self.engine),
+                "client": t.user + t.system}
+
+
+def cpu_per_request(before: dict[str, float], after: dict[str, float], requests: int) -> dict[str, float]:
+    """ms of CPU per request of each party over a phase."""
+    return {f"{k}_cpu_ms_per_req": round((after[k] - before[k]) * 1000 / max(1, requests), 3) for k in before}
+
+
 async def run_level(port: int, users: list[dict[str, str]], concurrency: int, seconds: float,
-                    warmup: float, kind: str) -> dict[str, Any]:
+                    warmup: float, kind: str, probe: CpuProbe | None = None) -> dict[str, Any]:
     """``concurrency`` clients, each with its own connection and its own share of the users."""
     conns = [Http("127.0.0.1", port) for _ in range(concurrency)]
     shares = [users[k::concurrency] or users for k in range(concurrency)]
@@ -184,6 +227,7 @@ async def run_level(port: int, users: list[dict[str, str]], concurrency: int, se
             continue
         opens, closes, balances = Stat(), Stat(), Stat()
         stop_at = time.perf_counter() + duration
+        cpu0 = probe.sample() if probe is not None and record else None
         t0 = time.perf_counter()
         if kind == "trade":
             await asyncio.gather(*(trade_loop(c, s, stop_at, record, opens, closes) for c, s in zip(conns, shares, strict=True)))
@@ -196,6 +240,10 @@ async def run_level(port: int, users: list[dict[str, str]], concurrency: int, se
             else:
                 results = {"balance": balances.summary(elapsed)}
             results["seconds"] = round(elapsed, 2)
+            if probe is not None and cpu0 is not None:
+                stats = (opens, closes) if kind == "trade" else (balances,)
+                n = sum(len(st.latencies) + st.errors for st in stats)
+                results["cpu"] = cpu_per_request(cpu0, probe.sample(), n)
     for c in conns:
         c.close()
     return results
@@ -320,7 +368,11 @@ def main() -> None:
     # one worker is the bottleneck while the engine uses a fraction of the other
     parser.add_argument("--workers", type=int, default=int(os.environ.get("BENCH_API_WORKERS", "2")))
     parser.add_argument("--seconds", type=float, default=None, help="measured seconds per level and phase")
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)),
+                        help="concurrency levels, comma-separated (the summary needs 64)")
+    parser.add_argument("--skip-cold-start", action="store_true", help="do not measure the Lambda import")
     args = parser.parse_args()
+    levels_run = tuple(int(x) for x in args.levels.split(","))
     seconds = args.seconds or (4.0 if args.quick else 8.0)
     warmup = 1.0
 
@@ -348,7 +400,8 @@ def main() -> None:
                "JWT_SECRET": uuid.uuid4().hex * 2, "SIGNUP_RATE_PER_MIN": "100000",
                "SIGNIN_RATE_PER_MIN": "100000", "LOG_LEVEL": "WARNING",
                "POWERTOOLS_LOG_LEVEL": "WARNING"}
-        cold = cold_start_import(env)
+        cold = ({"median_ms": 0.0, "min_ms": 0.0, "runs_ms": [], "first_response_median_ms": 0.0}
+                if args.skip_cold_start else cold_start_import(env))
 
         log = open(work / "engine.log", "ab")  # noqa: SIM115
         procs.append(subprocess.Popen([sys.executable, "-m", "opex_engine", "engine", "--shard", "0"], env=env,
@@ -374,6 +427,10 @@ def main() -> None:
                 return False
 
         _wait(api_up, 30, "API")
+        api_pid = procs[-1].pid
+        # several workers: the children of the supervisor; one: the process itself
+        _wait(lambda: args.workers <= 1 or len(child_pids(api_pid)) >= args.workers, 30, "API workers")
+        probe = CpuProbe(api=child_pids(api_pid) if args.workers > 1 else [api_pid], engine=[procs[0].pid])
         try:
             import uvloop
 
@@ -386,16 +443,17 @@ def main() -> None:
         users_s = time.perf_counter() - t_users
 
         levels = []
-        for c in LEVELS:
-            trade = asyncio.run(run_level(port, users, c, seconds, warmup, "trade"))
-            bal = asyncio.run(run_level(port, users, c, seconds / 2, 0.5, "balance"))
-            levels.append({"concurrency": c, **trade, "balance": bal["balance"]})
+        for c in levels_run:
+            trade = asyncio.run(run_level(port, users, c, seconds, warmup, "trade", probe))
+            bal = asyncio.run(run_level(port, users, c, seconds / 2, 0.5, "balance", probe))
+            levels.append({"concurrency": c, **trade, "balance": bal["balance"], "balance_cpu": bal["cpu"]})
             print(f"c={c:>3}  open p50 {trade['open']['p50_ms']:>6} ms p99 {trade['open']['p99_ms']:>6} ms "
                   f"{trade['open']['per_s']:>7}/s  close p50 {trade['close']['p50_ms']:>6} ms "
                   f"p99 {trade['close']['p99_ms']:>6} ms {trade['close']['per_s']:>7}/s  "
                   f"balance p50 {bal['balance']['p50_ms']:>6} ms p99 {bal['balance']['p99_ms']:>6} ms "
                   f"{bal['balance']['per_s']:>7}/s  errors {trade['open']['errors']}/"
                   f"{trade['close']['errors']}/{bal['balance']['errors']}", flush=True)
+            print(f"       CPU ms per request: trade {trade['cpu']}  balance {bal['cpu']}", flush=True)
     finally:
         feed.stop_event.set()
         for proc in reversed(procs):
@@ -412,7 +470,7 @@ def main() -> None:
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
 
-    top = next(lv for lv in levels if lv["concurrency"] == 64)
+    top = next((lv for lv in levels if lv["concurrency"] == 64), levels[-1])
     errors = sum(lv["open"]["errors"] + lv["close"]["errors"] + lv["balance"]["errors"] for lv in levels)
     table = ["| concurrency | open p50 / p99 (ms) | opens/s | close p50 / p99 (ms) | closes/s | "
              "balance p50 / p99 (ms) | balance/s | errors |", "|---|---|---|---|---|---|---|---|"]
@@ -448,6 +506,9 @@ def main() -> None:
              "value": f"{top['balance']['p50_ms']} ms / {top['balance']['p99_ms']} ms, "
                       f"{top['balance']['per_s']:,.0f}/s", "target": ""},
             {"figure": "API errors over all levels", "value": str(errors), "target": "0"},
+            {"figure": "API worker CPU per request at concurrency 64: open or close / GET /balance",
+             "value": f"{top['cpu']['api_cpu_ms_per_req']} ms / {top['balance_cpu']['api_cpu_ms_per_req']} ms",
+             "target": ""},
             {"figure": "Lambda cold start: import of opex_api.handler / + first invocation",
              "value": f"{cold['median_ms']} ms / {cold['first_response_median_ms']} ms", "target": ""},
         ],

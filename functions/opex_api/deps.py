@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from .config import ApiSettings
 from .errors import ApiError, RateLimited, Unauthorized
-from .resources import PipelinedEngineClient, Resources
+from .resources import PipelinedEngineClient, Resources, as_mapping, round_trip
 from .security import REVOKED_MESSAGE, Claims, TokenError, decode_token, verify_token
 from .services.trading import decode_prices
 from .services.users import open_engine_account
@@ -143,6 +143,7 @@ async def _command_context(request: Request) -> CommandContext:
 
 # Declare with an ``IdempotencyHeader`` parameter on the route.
 Command = Annotated[CommandContext, Depends(_command_context)]
+command_context = _command_context  # also called directly by ``hotpath``
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,18 +163,16 @@ async def _load_account(settings: ApiSettings, redis: aioredis.Redis, engine: Pi
     except TokenError as exc:
         raise Unauthorized(str(exc)) from None
     keys = settings.keys
-    async with redis.pipeline(transaction=False) as pipe:
-        pipe.exists(keys.revoked_token(claims.jti))
-        pipe.get(keys.account(claims.user_id))
-        if with_prices:
-            pipe.hgetall(keys.prices())
-        results = await pipe.execute()
+    commands: list[tuple[Any, ...]] = [("EXISTS", keys.revoked_token(claims.jti)), ("GET", keys.account(claims.user_id))]
+    if with_prices:
+        commands.append(("HGETALL", keys.prices()))
+    results = await round_trip(redis, commands)
     if results[0]:
         raise Unauthorized(REVOKED_MESSAGE)
     raw = results[1]
     # no read model: the engine never opened the account (it was down at signup)
     account = orjson.loads(raw) if raw else await open_engine_account(engine, claims.user_id, fresh=True)
-    return AccountView(claims, account, decode_prices(results[2]) if with_prices else {})
+    return AccountView(claims, account, decode_prices(as_mapping(results[2])) if with_prices else {})
 
 
 # Flat (no Token sub-dependency): declare ``openapi_extra=SESSION_OPENAPI`` on the route.
@@ -190,6 +189,7 @@ async def _current_account_and_prices(request: Request) -> AccountView:
 
 
 CurrentAccount = Annotated[AccountView, Depends(_current_account)]
+current_account = _current_account  # also called directly by ``hotpath``
 CurrentAccountAndPrices = Annotated[AccountView, Depends(_current_account_and_prices)]
 
 
@@ -230,20 +230,20 @@ def rate_limit(scope: str, per_minute: Callable[[ApiSettings], int]) -> Callable
 
 
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,128}$")
-_IDEMPOTENCY_MAX_CHARS = 256
+IDEMPOTENCY_MAX_CHARS = 256
 _IDEMPOTENCY_DESCRIPTION = "makes a retried write apply once (any printable text, up to 128 characters)"
 
 
 def check_idempotency_key(value: str | None) -> None:
     """400 unless the key is 1 to 128 printable ASCII characters. Longer than
     256 is left to the header parameter's validation (422, with the body's errors)."""
-    if value is not None and len(value) <= _IDEMPOTENCY_MAX_CHARS and not _IDEMPOTENCY_KEY.match(value):
+    if value is not None and len(value) <= IDEMPOTENCY_MAX_CHARS and not _IDEMPOTENCY_KEY.match(value):
         raise ApiError("Idempotency-Key must be 1 to 128 printable ASCII characters", status=400)
 
 
 # The header as a route parameter (documented, length-checked by FastAPI); with ``Command``.
 IdempotencyHeader = Annotated[str | None, Header(description=_IDEMPOTENCY_DESCRIPTION,
-                                                 max_length=_IDEMPOTENCY_MAX_CHARS)]
+                                                 max_length=IDEMPOTENCY_MAX_CHARS)]
 
 
 def command_id(user: Claims, kind: str, key: str | None) -> str | None:

@@ -65,6 +65,9 @@ def _die_with_parent() -> None:
 def run_worker(host: str, port: int, log_level: str, backlog: int) -> None:
     import uvicorn
 
+    from .serving import coalesce_response_writes
+
+    coalesce_response_writes()
     sock = listening_socket(host, port, backlog)
     config = uvicorn.Config(APP, host=host, port=port, **uvicorn_config_kwargs(log_level, backlog))  # type: ignore[arg-type]
     uvicorn.Server(config).run(sockets=[sock])
