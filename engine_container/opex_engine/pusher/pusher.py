@@ -45,6 +45,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from opex_common import heap
 from opex_common.logs import RateLimitedLog, setup_logging
 from opex_common.settings import Settings
 from opex_common.signals import StopFlag
@@ -59,6 +60,7 @@ log = logging.getLogger("opex.pusher")
 PRICES, ACCOUNT = "prices", "account"
 _MAX_PENDING_EVENTS = 1000
 _REMOVED_MEMORY_S = 60.0
+GC_GEN0_THRESHOLD = 10_000  # young collections every 10k net allocations, not 700
 
 
 @dataclass(eq=False, slots=True)
@@ -498,6 +500,12 @@ class PusherService:
                                            "threads": self.settings.ws_push_threads,
                                            "partition": list(self.pusher.partition)})
         await asyncio.to_thread(self.poster.warm_up)
+        # botocore's service model, the client and the connections live as long
+        # as the process: out of the collector's sight, so a burst of posts
+        # (hundreds of short-lived objects each) triggers no full collection
+        # that walks them; and glibc keeps what a burst frees for the next one
+        heap.settle(GC_GEN0_THRESHOLD, collect=True)
+        heap.hold_freed_memory()
         tasks = [asyncio.ensure_future(coro) for coro in (
             self._listen(stop), self._refresh_loop(stop), self._gone_loop(stop), self._stats_loop(stop))]
         try:
