@@ -1,8 +1,10 @@
 """The I/O shell around one engine shard.
 
 Loop: XREADGROUP a batch from the shard's input stream -> apply each entry to
-the pure engine -> one pipeline that writes read models, replies, events,
-live account updates and the XACK. No database call ever runs inside the loop.
+the pure engine -> one MULTI/EXEC that writes read models, replies, events,
+live account updates and the XACK. Under load each round trip also reads the
+batch after next, and the engine applies the batch it holds while Redis works
+(see ``_step``). No database call ever runs inside the loop.
 
 Boot: load the newest valid snapshot from MongoDB, point the consumer group at
 the snapshot's last id (XGROUP SETID) and let the loop replay everything after
@@ -11,7 +13,8 @@ their consumers deduplicate by id.
 
 Snapshots: every SNAPSHOT_INTERVAL_S the process forks; the child has a
 consistent copy-on-write image of the state, serializes it and writes it to
-MongoDB while the parent keeps trading (the stall is the fork itself). When
+MongoDB while the parent keeps trading (the stall is the fork itself, short
+because the heap is kept on huge pages: ``_start_collapse``). When
 the child reports success the stream is trimmed below the oldest snapshot
 kept. On SIGTERM the loop finishes its batch and snapshots in-process.
 
