@@ -208,13 +208,30 @@ def test_add_margin_refusals() -> None:
     assert k.balance() == 39_950_000
     before = k.core_bytes()
     refused(k, k.add_margin("u1", iso.id, 39_950_001), before, m.REJECTED,
-            "amount 39950001 is more than the free balance 39950000")
+            "amount 39950001 is more than the available balance 39950000 (free balance 39950000 less")
     refused(k, k.add_margin("u1", cross.id, 100), before, m.INVALID, "only be added to an isolated trade")
     refused(k, k.add_margin("u1", theirs.id, 100), before, m.NOT_FOUND, "trade not found")
     for bad in (0, -5, True, "100"):
         refused(k, k.add_margin("u1", iso.id, bad), before, m.INVALID, "amount must be an integer")  # type: ignore[arg-type]
     assert k.add_margin("u1", iso.id, 39_950_000)["ok"]  # all of it is allowed
     assert (k.balance(), iso.margin) == (0, 44_950_000)
+    sound(k)
+
+
+@pytest.mark.unit
+def test_add_margin_counts_the_cross_trades_unrealized_losses() -> None:
+    # what moves into an isolated trade leaves the cross equity: as for an
+    # open, the free balance less the cross trades' unrealized losses is the limit
+    k = kit()
+    iso = k.open_ok("u1", BTC, "long", Q01, 10, mode="isolated")
+    k.open_ok("u1", BTC, "long", Q01, 10)
+    assert k.balance() == 39_950_000
+    k.tick(BTC, 490_000_000)  # 50,000 -> 49,000: the cross long of 0.1 BTC is down $100
+    before = k.core_bytes()
+    refused(k, k.add_margin("u1", iso.id, 39_950_000), before, m.REJECTED,
+            "more than the available balance 38950000 (free balance 39950000 less")
+    assert k.add_margin("u1", iso.id, 38_950_000)["ok"]
+    assert k.balance() == 1_000_000
     sound(k)
 
 
@@ -430,7 +447,7 @@ def test_closing_an_isolated_trade_can_end_the_cross_warning(brute: bool) -> Non
 
 @pytest.mark.unit
 @BRUTE
-def test_adding_isolated_margin_can_raise_the_cross_warning(brute: bool) -> None:
+def test_isolated_margin_cannot_come_from_what_backs_cross_losses(brute: bool) -> None:
     # the same $700 account: isolated SOL 1 at 150 (1x), cross BTC 1 at 50,000 (100x), balance 249_250
     k = kit(starting_balance=7_000_000, brute_force=brute)
     sol = k.open_ok("u1", SOL, "long", 100_000_000, 1, mode="isolated")
@@ -438,12 +455,13 @@ def test_adding_isolated_margin_can_raise_the_cross_warning(brute: bool) -> None
     # BTC 49,790: eq 3_149_250, MM 2_489_500: 79.05% (5 MM = 12_447_500 < 4 eq = 12_597_000)
     k.tick(BTC, 497_900_000)
     assert k.events == [] and not k.acct().warned
-    # $10 from the free balance into the isolated trade: cross eq 3_049_250, 81.6%; the next tick of
-    # any market says so: 24_895_000_000 // 3_049_250 = 8_164
-    assert k.add_margin("u1", sol.id, 100_000)["ok"]
+    # the cross loss ($210) is more than the free balance ($24.925): nothing is available to move
+    # into the isolated trade (moving $10 would have taken the cross ratio to 81.6%)
+    before = k.core_bytes()
+    refused(k, k.add_margin("u1", sol.id, 100_000), before, m.REJECTED,
+            "more than the available balance 0 (free balance 249250 less")
     k.tick(ETH, 30_000_000)
-    assert [(e["type"], e["equity"], e["margin_ratio_bps"]) for e in k.events] == [
-        (m.EV_MARGIN_WARNING, 3_049_250, 8_164)]
+    assert k.events == [] and not k.acct().warned
     sound(k)
 
 

@@ -319,13 +319,7 @@ class Engine:
             liq = isolated_trigger_price(side, qty, fill, im, spec.maintenance_rate)
             if (sl - liq) * side <= 0:
                 raise _invalid(f"stop_loss is beyond the liquidation price {liq}")
-        available = acct.balance
-        prices = self.state.prices
-        for t in acct.trades.values():
-            if t.mode == m.CROSS:
-                u = pnl(t.side, t.qty, t.entry, prices[t.market].mark)
-                if u < 0:
-                    available += u
+        available = orders.available_for(self, acct)
         if available < im + fee_amt:
             raise CommandError(m.REJECTED, f"insufficient balance: this trade needs {im + fee_amt} "
                                            f"(margin {im} + fee {fee_amt}), available {max(available, 0)}")

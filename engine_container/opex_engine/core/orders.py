@@ -168,8 +168,13 @@ def add_margin(eng: Engine, cid: str, msg: dict[str, Any]) -> dict[str, Any]:
     if trade.mode != m.ISOLATED:
         raise _invalid("margin can only be added to an isolated trade; cross trades share the balance")
     amount = _int_field(msg, "amount", 1, 10**15)
-    if amount > acct.balance:
-        raise CommandError(m.REJECTED, f"amount {amount} is more than the free balance {acct.balance}")
+    # as for an open (trading-rules.md, "available to open"): what moves into
+    # an isolated trade leaves the cross equity, which must still cover the
+    # cross trades' unrealized losses
+    available = available_for(eng, acct)
+    if amount > available:
+        raise CommandError(m.REJECTED, f"amount {amount} is more than the available balance {max(available, 0)} "
+                                       f"(free balance {acct.balance} less the cross trades' unrealized losses)")
     eng._ledger(acct, "margin_lock", -amount, trade)
     trade.margin += amount
     eng._watch_trade(acct, trade)
