@@ -381,7 +381,8 @@ async def fanout_latency(clients: Clients, r: aioredis.Redis, settings: Settings
         "delivered_ratio": round(delivered / (ticks * n_clients), 4),
         "never_updated": missing,
         "last_client_ms": {"p50": round(pct(last_ms, 50), 1), "p99": round(pct(last_ms, 99), 1),
-                           "max": round(max(last_ms), 1) if last_ms else None},
+                           "max": round(max(last_ms), 1) if last_ms else None,
+                           "per_tick": [round(x, 1) for x in last_ms]},
         "every_client_ms": {"p50": round(pct(all_ms, 50), 1), "p99": round(pct(all_ms, 99), 1)},
     }
 

@@ -437,7 +437,7 @@ class PusherService:
 
     async def _reload(self) -> None:
         started = self.pusher.loop.time()
-        regs, pruned = await self.reader.load_all()
+        regs, pruned = await self.reader.load_all(self.pusher.owns)
         self.pusher.replace_all(regs, started)
         if pruned:
             self.pusher.stats["expired_pruned"] += pruned

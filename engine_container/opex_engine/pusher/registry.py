@@ -11,7 +11,7 @@ never arrived: the full read removes it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -78,9 +78,13 @@ class RegistryReader:
         data = await self.redis.hgetall(self.keys.ws_connection(connection_id))
         return parse_registration(connection_id, data, self.markets)
 
-    async def load_all(self) -> tuple[dict[str, Registration], int]:
-        """Every registered connection, and how many dead ids were pruned."""
+    async def load_all(self, owns: Callable[[str], bool] | None = None) -> tuple[dict[str, Registration], int]:
+        """Every registered connection (only those ``owns`` accepts: a pusher
+        process reads its own partition, not every process all of them), and
+        how many dead ids were pruned."""
         ids = [_text(i) for i in await self.redis.smembers(self.keys.ws_connections())]
+        if owns is not None:
+            ids = [i for i in ids if owns(i)]
         found: dict[str, Registration] = {}
         dead: list[str] = []
         for start in range(0, len(ids), _CHUNK):
