@@ -33,7 +33,7 @@ import opex_engine.core as core  # noqa: E402
 from opex_common.markets import DEFAULT_MARKETS  # noqa: E402
 from opex_engine.core.engine import Engine  # noqa: E402
 from opex_engine.localstack import start_mongo_wire  # noqa: E402
-from opex_engine.runtime import settle_heap  # noqa: E402
+from opex_engine.runtime import pack_commands, settle_heap  # noqa: E402
 from opex_engine.snapshots import SnapshotStore, encode_state  # noqa: E402
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -274,16 +274,15 @@ def bench_through_redis(n: int, mongo_url: str, workdir: Path, producers: int = 
             # a new one, all in flight at once, then reads every reply, as the
             # API's many concurrent requests would. The client shares the
             # machine's two cores with the engine and Redis, so it is kept
-            # lean: commands as JSON templates, the Redis protocol packed by
-            # hand on one connection, replies checked without a full parse.
+            # lean: commands as JSON templates, packed by the engine loop's own
+            # packer on one connection, replies checked without a full parse.
             conn = redis_lib.Redis.from_url(REDIS_URL).connection_pool.get_connection()
-            xadd = b"*5\r\n$4\r\nXADD\r\n$%d\r\n%b\r\n$1\r\n*\r\n$1\r\nd\r\n" % (len(stream), stream.encode())
             reply_key = f"{prefix}:reply:".encode()
             open_ids: dict[str, bytes] = {}
             sent = rnd = 0
             while sent < quota:
                 cmds: list[tuple[bytes, str | None]] = []  # (command id, user whose open it is)
-                payload: list[bytes] = []
+                xadds: list[tuple[Any, ...]] = []
                 for user in users:
                     u = user.encode()
                     tid = open_ids.get(user)
@@ -291,7 +290,7 @@ def bench_through_redis(n: int, mongo_url: str, workdir: Path, producers: int = 
                         cid = b"x%d-%b" % (rnd, u)
                         body = b'{"id":"%b","type":"close","user_id":"%b","trade_id":"%b"}' % (cid, u, tid)
                         cmds.append((cid, None))
-                        payload += (xadd, b"$%d\r\n%b\r\n" % (len(body), body))
+                        xadds.append(("XADD", stream, "*", "d", body))
                     i = rnd * 1000 + int(user[1:])
                     cid = b"o%d-%b" % (rnd, u)
                     body = (b'{"id":"%b","type":"open","user_id":"%b","market":"%b","side":"%b","qty":%d,'
@@ -299,21 +298,17 @@ def bench_through_redis(n: int, mongo_url: str, workdir: Path, producers: int = 
                             % (cid, u, BTC.encode(), b"long" if i % 2 else b"short", STEPS[BTC] * (1 + i % 5),
                                PRICES[BTC]))
                     cmds.append((cid, user))
-                    payload += (xadd, b"$%d\r\n%b\r\n" % (len(body), body))
-                conn.send_packed_command([b"".join(payload)], check_health=False)
+                    xadds.append(("XADD", stream, "*", "d", body))
+                conn.send_packed_command([pack_commands(xadds)], check_health=False)
                 for _ in cmds:
                     conn.read_response()
-                last = reply_key + cmds[-1][0]
-                conn.send_packed_command([b"*3\r\n$5\r\nBLPOP\r\n$%d\r\n%b\r\n$2\r\n60\r\n" % (len(last), last)],
+                conn.send_packed_command([pack_commands([("BLPOP", reply_key + cmds[-1][0], 60)])],
                                          check_health=False)
                 got = conn.read_response()
                 assert got, "engine did not answer"
-                pops: list[bytes] = []
-                for cid, _ in cmds[:-1]:
-                    key = reply_key + cid
-                    pops.append(b"*2\r\n$4\r\nLPOP\r\n$%d\r\n%b\r\n" % (len(key), key))
-                conn.send_packed_command([b"".join(pops)], check_health=False)
-                replies = [conn.read_response() for _ in pops]
+                conn.send_packed_command([pack_commands([("LPOP", reply_key + cid) for cid, _ in cmds[:-1]])],
+                                         check_health=False)
+                replies = [conn.read_response() for _ in cmds[:-1]]
                 replies.append(got[1])
                 for (_, opener), raw in zip(cmds, replies, strict=True):
                     assert raw is not None and b'"ok":true' in raw[:200], raw

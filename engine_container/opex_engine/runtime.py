@@ -102,7 +102,7 @@ def _entries(resp: Any) -> list[Any]:
     return resp[0][1] or []
 
 
-def _pack(cmds: list[tuple[Any, ...]]) -> bytes:
+def pack_commands(cmds: list[tuple[Any, ...]]) -> bytes:
     """Commands in the Redis protocol (RESP), one buffer."""
     out: list[bytes] = []
     add = out.append
@@ -331,7 +331,7 @@ class EngineRuntime:
         """XREADGROUP of up to ``count`` new entries, waiting up to ``block_ms``."""
         conn = self._connection()
         try:
-            conn.send_packed_command([_pack([("XREADGROUP", "GROUP", GROUP, CONSUMER, "COUNT", count,
+            conn.send_packed_command([pack_commands([("XREADGROUP", "GROUP", GROUP, CONSUMER, "COUNT", count,
                                              "BLOCK", block_ms, "STREAMS", self.stream, ">")])], check_health=False)
             return _entries(conn.read_response())
         except BaseException:
@@ -348,7 +348,7 @@ class EngineRuntime:
             tail.append(("XREADGROUP", "GROUP", GROUP, CONSUMER, "COUNT", read_count, "STREAMS", self.stream, ">"))
         conn = self._connection()
         try:
-            conn.send_packed_command([_pack([("MULTI",), *cmds, *tail])], check_health=False)
+            conn.send_packed_command([pack_commands([("MULTI",), *cmds, *tail])], check_health=False)
         except BaseException:
             self._drop_connection()
             raise

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from opex_common import heap
 from opex_common import messages as m
-from opex_engine.runtime import _data_field, _entries, _pack, with_account
+from opex_engine.runtime import _data_field, _entries, pack_commands, with_account
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=20),
@@ -28,7 +28,7 @@ json_values = st.recursive(
 @given(st.lists(st.lists(st.text(max_size=30) | st.binary(max_size=60) | st.integers(0, 2**62), min_size=1,
                          max_size=8), min_size=1, max_size=5))
 def test_pack_is_the_redis_protocol_as_hiredis_writes_it(cmds):
-    assert _pack([tuple(c) for c in cmds]) == b"".join(hiredis.pack_command(tuple(c)) for c in cmds)
+    assert pack_commands([tuple(c) for c in cmds]) == b"".join(hiredis.pack_command(tuple(c)) for c in cmds)
 
 
 @pytest.mark.unit
