@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "status":
         for shard in range(settings.engine_shards):
             raw = client.get(settings.keys.engine_status(shard))
-            print(f"shard {shard}: {raw.decode() if raw else 'no heartbeat'}")
+            text = raw.decode() if isinstance(raw, bytes) else raw
+            print(f"shard {shard}: {text or 'no heartbeat'}")
         return 0
     if args.cmd == "reset-user":
         from opex_common.engine_client import EngineClient
