@@ -29,6 +29,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import itertools
 import json
 import os
 import platform
@@ -60,6 +61,7 @@ from websockets.uri import parse_uri  # noqa: E402
 from opex_common import heap  # noqa: E402
 from opex_common.settings import Settings  # noqa: E402
 from opex_engine.pusher.config import PusherSettings, push_processes  # noqa: E402
+from opex_engine.pusher.poster import Poster  # noqa: E402
 
 BTC = "BTC_USDC_PERP"
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -458,7 +460,34 @@ async def post_cost(port: int, n: int = 1500) -> dict[str, Any]:
             with contextlib.suppress(client.exceptions.GoneException):
                 client.post_to_connection(ConnectionId=f"bench{i}", Data=data)
 
-    out: dict[str, Any] = {"posts": n}
+    async def poster_posts(mode: str, count: int, concurrent: int) -> float:
+        """CPU per post through the pusher's Poster, ``concurrent`` posts at once."""
+        poster = Poster(PusherSettings(_env_file=None, environment="local", ws_callback_url=url,
+                                       ws_push_mode=mode, ws_push_concurrency=concurrent))
+        loop = asyncio.get_running_loop()
+        try:
+            for rounds, measure in ((100, False), (count, True)):
+                finished = itertools.count(1)  # next() is atomic: safe from the posting threads
+                done = loop.create_future()
+
+                def one(i: int, rounds: int = rounds, finished: Any = finished, done: Any = done) -> None:
+                    poster.post(f"bench{i}", data)
+                    if next(finished) == rounds:
+                        loop.call_soon_threadsafe(done.set_result, None)
+
+                c0 = self_cpu()
+                for i in range(rounds):
+                    poster.submit(one, i)
+                await done
+                if measure:
+                    return round(1e6 * (self_cpu() - c0) / count, 1)
+        finally:
+            poster.close()
+        raise AssertionError("unreachable")
+
+    out: dict[str, Any] = {"posts": n, "concurrent": 32}
+    for mode in ("threads", "greenlets"):
+        out[f"{mode}_us_cpu"] = await poster_posts(mode, n, out["concurrent"])
     for name, keepalive, cached in (("boto3_client_us_cpu", False, False), ("boto3_keepalive_us_cpu", True, False),
                                     ("boto3_keepalive_cached_sigv4_us_cpu", True, True)):
         client = make_client(keepalive, cached)
@@ -501,15 +530,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "WS_PRICE_RATE_PER_S": str(args.rate), "WS_PUSH_PROCESSES": str(args.processes),
         "POWERTOOLS_LOG_LEVEL": "WARNING", "LOG_LEVEL": "WARNING",
     })
-    if args.threads:
-        env["WS_PUSH_THREADS"] = str(args.threads)
+    if args.concurrency:
+        env["WS_PUSH_CONCURRENCY"] = str(args.concurrency)
+    if args.mode:
+        env["WS_PUSH_MODE"] = args.mode
     if args.transport:
         env["WS_PUSH_TRANSPORT"] = args.transport
     if args.signer:
         env["WS_PUSH_SIGNER"] = args.signer
     pusher_defaults = PusherSettings(_env_file=None, ws_push_processes=args.processes)
     processes = push_processes(pusher_defaults)
-    threads = args.threads or pusher_defaults.ws_push_threads
+    concurrency = args.concurrency or pusher_defaults.ws_push_concurrency
+    mode = args.mode or pusher_defaults.ws_push_mode
     settings = Settings(redis_url=REDIS_URL, key_prefix=prefix, jwt_secret=env["JWT_SECRET"])
     from opex_api.security import issue_token
 
@@ -560,7 +592,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     result = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "loadavg_1m_at_end": round(os.getloadavg()[0], 2)},
-        "clients": args.clients, "rate_per_s": args.rate, "push_threads": threads,
+        "clients": args.clients, "rate_per_s": args.rate, "push_mode": mode, "push_concurrency": concurrency,
         "push_processes": processes, "push_transport": args.transport or pusher_defaults.ws_push_transport,
         "push_signer": args.signer or pusher_defaults.ws_push_signer, "connect_seconds": round(connect_s, 2),
         "fanout_latency": latency, "throughput": load, "post_cost": transport,
@@ -599,12 +631,15 @@ def table(res: dict[str, Any]) -> str:
         ("  CPU per message: gateway / bench clients",
          f"{thr['gateway_cpu_us_per_message']} / {thr['clients_cpu_us_per_message']} µs"),
         ("  pusher CPU per message", f"{thr['pusher_cpu_us_per_message']} µs"),
-        ("pusher processes / threads each / transport / signer",
-         f"{res['push_processes']} / {res['push_threads']} / {res['push_transport']} / {res['push_signer']}"),
+        ("pusher processes / posts in flight each (mode) / transport / signer",
+         f"{res['push_processes']} / {res['push_concurrency']} ({res['push_mode']}) / {res['push_transport']}"
+         f" / {res['push_signer']}"),
         ("CPU per POST: boto3 + botocore session / + keep-alive / + cached SigV4 / SigV4 + aiohttp",
          f"{res['post_cost']['boto3_client_us_cpu']} / {res['post_cost']['boto3_keepalive_us_cpu']}"
          f" / {res['post_cost']['boto3_keepalive_cached_sigv4_us_cpu']}"
          f" / {res['post_cost']['sigv4_aiohttp_reference_us_cpu']} µs"),
+        (f"CPU per POST, {res['post_cost']['concurrent']} at once: threads / greenlets (the pusher's two modes)",
+         f"{res['post_cost']['threads_us_cpu']} / {res['post_cost']['greenlets_us_cpu']} µs"),
         ("target p99 < 250 ms", "met" if res["target"]["met"] else "NOT met"),
     ]
     width = max(len(a) for a, _ in rows)
@@ -617,7 +652,10 @@ def main() -> int:
     parser.add_argument("--ticks", type=int, default=25, help="ticks of the latency run (one a second)")
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the throughput run")
     parser.add_argument("--rate", type=float, default=2.0, help="WS_PRICE_RATE_PER_S")
-    parser.add_argument("--threads", type=int, default=0, help="WS_PUSH_THREADS (0: the pusher's default)")
+    parser.add_argument("--concurrency", type=int, default=0,
+                        help="WS_PUSH_CONCURRENCY (0: the pusher's default)")
+    parser.add_argument("--mode", choices=("greenlets", "threads"), default=None,
+                        help="WS_PUSH_MODE (default: the pusher's, greenlets)")
     parser.add_argument("--processes", type=int, default=0,
                         help="WS_PUSH_PROCESSES (0: the pusher's default, one per CPU up to 4)")
     parser.add_argument("--transport", choices=("keepalive", "botocore"), default=None,

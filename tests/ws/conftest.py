@@ -5,7 +5,8 @@
 - ``ws_app``: the ws handlers configured for the test's settings, replying
   through moto;
 - ``live``: the local gateway and the pusher as processes (what ``make run``
-  starts), for end-to-end tests with real WebSocket clients.
+  starts), for end-to-end tests with real WebSocket clients;
+- ``server_factory``: scripted HTTP servers (support.HttpServer), closed after the test.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import redis as redis_lib
 
 from opex_common.settings import Settings
 from tests.helpers import free_port
-from tests.ws.support import MOTO_CALLBACK_URL, Live, MotoApi, gateway_process, pusher_process
+from tests.ws.support import MOTO_CALLBACK_URL, HttpServer, Live, MotoApi, gateway_process, pusher_process
 
 
 @pytest.fixture
@@ -132,3 +133,16 @@ def live_factory(settings: Settings, redis: redis_lib.Redis, tmp_path: Path) -> 
 @pytest.fixture
 def live(live_factory: Callable[..., Live]) -> Live:
     return live_factory()
+
+
+@pytest.fixture
+def server_factory() -> Iterator[Callable[[Callable[[bytes, int], bytes | None]], HttpServer]]:
+    servers: list[HttpServer] = []
+
+    def make(respond: Callable[[bytes, int], bytes | None]) -> HttpServer:
+        servers.append(HttpServer(respond))
+        return servers[-1]
+
+    yield make
+    for s in servers:
+        s.close()

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import subprocess
 import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +50,81 @@ class MotoApi:
     def times(self, connection_id: str) -> list[float]:
         with self.lock:
             return [t for cid, _, t in self.posts if cid == connection_id]
+
+
+# ---------------------------------------------------------------------- a scripted HTTP server
+OK_200 = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nx-amzn-RequestId: r1\r\n\r\n"
+GONE_410 = (b"HTTP/1.1 410 Gone\r\nContent-Type: application/json\r\nx-amzn-ErrorType: GoneException\r\n"
+            b"Content-Length: 16\r\n\r\n{\"message\":null}")
+
+
+class HttpServer:
+    """A scripted HTTP/1.1 server on 127.0.0.1 (a thread per connection): reads
+    one request at a time and answers with what ``respond(request_bytes,
+    connection_index)`` returns (None: close without answering)."""
+
+    def __init__(self, respond: Callable[[bytes, int], bytes | None], tls: ssl.SSLContext | None = None) -> None:
+        self.respond = respond
+        self.tls = tls
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"https://localhost:{self.port}" if tls else f"http://127.0.0.1:{self.port}"
+        self.requests: list[bytes] = []
+        self.connections = 0
+        self.close_after_answer = False  # close each connection after its first answer, without saying so
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            index = self.connections
+            self.connections += 1
+            if self.tls is not None:
+                try:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                except (OSError, ssl.SSLError):
+                    conn.close()
+                    continue
+            threading.Thread(target=self._serve, args=(conn, index), daemon=True).start()
+
+    def _serve(self, conn: socket.socket, index: int) -> None:
+        buf = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    try:
+                        chunk = conn.recv(65536)
+                    except OSError:
+                        return
+                    if not chunk:
+                        return
+                    buf += chunk
+                head, _, rest = buf.partition(b"\r\n\r\n")
+                length = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(rest) < length:
+                    rest += conn.recv(65536)
+                request, buf = head + b"\r\n\r\n" + rest[:length], rest[length:]
+                self.requests.append(request)
+                answer = self.respond(request, index)
+                if answer is None:
+                    return
+                conn.sendall(answer)
+                if self.close_after_answer:
+                    return
+
+    def close(self) -> None:
+        self._stop = True
+        self.sock.close()
 
 
 # ---------------------------------------------------------------------- API Gateway events

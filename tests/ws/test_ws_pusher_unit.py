@@ -1,7 +1,7 @@
 """The pusher's fan-out against moto's @connections API (boto3 through moto, no sockets).
 
-Each test runs the real Pusher (its asyncio state machine and the boto3
-thread pool) and reads what moto received.
+Each test runs the real Pusher (its asyncio state machine and the Poster,
+in its default greenlet mode unless said) and reads what moto received.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.unit
 def make(rate: float = 10.0, threads: int = 8, partition: tuple[int, int] = (0, 1),
          **kw: Any) -> tuple[Pusher, list[tuple[str, str]]]:
     s = PusherSettings(environment="test", key_prefix="unit", ws_callback_url=MOTO_CALLBACK_URL,
-                       ws_price_rate_per_s=rate, ws_push_threads=threads, **kw)
+                       ws_price_rate_per_s=rate, ws_push_concurrency=threads, **kw)
     gone: list[tuple[str, str]] = []
     pusher = Pusher(s, Poster(s), partition=partition, on_gone=lambda c, u: gone.append((c, u)))
     return pusher, gone
@@ -117,10 +117,13 @@ def test_a_new_subscriber_gets_the_latest_prices_at_once(moto_api: MotoApi) -> N
 
 
 def test_a_slow_connection_skips_frames_and_never_delays_the_others(moto_api: MotoApi) -> None:
+    """In threads: moto answers inside the boto3 call (a sleep here), not on a
+    socket, so a greenlet could not yield while it waits. The greenlet mode's
+    version of this test is against real sockets (test_ws_cooperative.py)."""
     moto_api.slow["slow"] = 0.8
 
     async def scenario() -> None:
-        pusher, _ = make(rate=10.0, threads=4)
+        pusher, _ = make(rate=10.0, threads=4, ws_push_mode="threads")
         pusher.upsert(reg("slow", "u0", BTC))
         for i in range(3):
             pusher.upsert(reg(f"fast{i}", f"u{i + 1}", BTC))

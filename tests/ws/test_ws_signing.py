@@ -166,7 +166,7 @@ def test_self_check_passes_with_this_botocore() -> None:
 
 def test_poster_setting() -> None:
     base: dict[str, Any] = {"environment": "test", "key_prefix": "unit", "ws_callback_url": AWS_URL,
-                            "ws_push_threads": 1}
+                            "ws_push_concurrency": 1}
     on = Poster(PusherSettings(**base))
     off = Poster(PusherSettings(**base, ws_push_signer="botocore"))
     try:

@@ -16,7 +16,7 @@ import ssl
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,95 +32,9 @@ from botocore.exceptions import (
 from opex_engine.pusher.config import PusherSettings, available_cpus, push_processes
 from opex_engine.pusher.poster import GONE, OK, Poster
 from opex_engine.pusher.transport import KeepAliveTransport
-from tests.ws.support import MOTO_CALLBACK_URL, MotoApi
+from tests.ws.support import GONE_410, MOTO_CALLBACK_URL, OK_200, HttpServer, MotoApi
 
 pytestmark = pytest.mark.integration  # real sockets on 127.0.0.1
-
-OK_200 = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nx-amzn-RequestId: r1\r\n\r\n"
-GONE_410 = (b"HTTP/1.1 410 Gone\r\nContent-Type: application/json\r\nx-amzn-ErrorType: GoneException\r\n"
-            b"Content-Length: 16\r\n\r\n{\"message\":null}")
-
-
-class Server:
-    """Accepts connections; reads one HTTP request at a time and answers with
-    what ``respond(request_bytes, connection_index)`` returns (None: close)."""
-
-    def __init__(self, respond: Callable[[bytes, int], bytes | None], tls: ssl.SSLContext | None = None) -> None:
-        self.respond = respond
-        self.tls = tls
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.url = f"https://localhost:{self.port}" if tls else f"http://127.0.0.1:{self.port}"
-        self.requests: list[bytes] = []
-        self.connections = 0
-        self.close_after_answer = False  # close each connection after its first answer, without saying so
-        self._stop = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while not self._stop:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            index = self.connections
-            self.connections += 1
-            if self.tls is not None:
-                try:
-                    conn = self.tls.wrap_socket(conn, server_side=True)
-                except (OSError, ssl.SSLError):
-                    conn.close()
-                    continue
-            threading.Thread(target=self._serve, args=(conn, index), daemon=True).start()
-
-    def _serve(self, conn: socket.socket, index: int) -> None:
-        buf = b""
-        with conn:
-            while True:
-                while b"\r\n\r\n" not in buf:
-                    try:
-                        chunk = conn.recv(65536)
-                    except OSError:
-                        return
-                    if not chunk:
-                        return
-                    buf += chunk
-                head, _, rest = buf.partition(b"\r\n\r\n")
-                length = 0
-                for line in head.split(b"\r\n")[1:]:
-                    name, _, value = line.partition(b":")
-                    if name.strip().lower() == b"content-length":
-                        length = int(value)
-                while len(rest) < length:
-                    rest += conn.recv(65536)
-                request, buf = head + b"\r\n\r\n" + rest[:length], rest[length:]
-                self.requests.append(request)
-                answer = self.respond(request, index)
-                if answer is None:
-                    return
-                conn.sendall(answer)
-                if self.close_after_answer:
-                    return
-
-    def close(self) -> None:
-        self._stop = True
-        self.sock.close()
-
-
-@pytest.fixture
-def server_factory() -> Iterator[Callable[[Callable[[bytes, int], bytes | None]], Server]]:
-    servers: list[Server] = []
-
-    def make(respond: Callable[[bytes, int], bytes | None]) -> Server:
-        servers.append(Server(respond))
-        return servers[-1]
-
-    yield make
-    for s in servers:
-        s.close()
-
 
 def client_for(url: str, keepalive: bool = True, read_timeout: float = 3.0) -> tuple[Any, KeepAliveTransport]:
     client = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local",
@@ -144,7 +58,7 @@ def parse(request: bytes) -> tuple[str, dict[str, str], bytes]:
     return lines[0], headers, body
 
 
-def test_the_request_on_the_wire_is_botocores(server_factory: Callable[..., Server]) -> None:
+def test_the_request_on_the_wire_is_botocores(server_factory: Callable[..., HttpServer]) -> None:
     server = server_factory(lambda req, i: OK_200)
     plain, _ = client_for(server.url, keepalive=False)
     lean, transport = client_for(server.url)
@@ -162,7 +76,7 @@ def test_the_request_on_the_wire_is_botocores(server_factory: Callable[..., Serv
     assert "SignedHeaders=host;x-amz-date" in headers_b["authorization"]
 
 
-def test_keep_alive_and_the_modelled_errors(server_factory: Callable[..., Server]) -> None:
+def test_keep_alive_and_the_modelled_errors(server_factory: Callable[..., HttpServer]) -> None:
     server = server_factory(lambda req, i: GONE_410 if b"/gone" in req.split(b"\r\n", 1)[0] else OK_200)
     client, transport = client_for(server.url)
     for i in range(20):
@@ -180,7 +94,7 @@ def test_keep_alive_and_the_modelled_errors(server_factory: Callable[..., Server
     b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n",
     b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n",
 ])
-def test_response_framings(server_factory: Callable[..., Server], response: bytes) -> None:
+def test_response_framings(server_factory: Callable[..., HttpServer], response: bytes) -> None:
     server = server_factory(lambda req, i: response)
     client, transport = client_for(server.url)
     for i in range(3):
@@ -212,7 +126,7 @@ def test_a_body_that_runs_to_the_end_of_the_connection() -> None:
 
 
 @pytest.mark.parametrize("check_idle_after_s", [0.0, 60.0])  # noticed before reuse / by the retry-once
-def test_a_connection_the_server_closed_while_idle_is_not_reused(server_factory: Callable[..., Server],
+def test_a_connection_the_server_closed_while_idle_is_not_reused(server_factory: Callable[..., HttpServer],
                                                                  monkeypatch: pytest.MonkeyPatch,
                                                                  check_idle_after_s: float) -> None:
     from opex_engine.pusher import transport as transport_module
@@ -228,7 +142,7 @@ def test_a_connection_the_server_closed_while_idle_is_not_reused(server_factory:
     assert len(server.requests) == 3  # nothing sent twice
 
 
-def test_a_server_that_closes_mid_exchange_retries_once_then_fails(server_factory: Callable[..., Server]) -> None:
+def test_a_server_that_closes_mid_exchange_retries_once_then_fails(server_factory: Callable[..., HttpServer]) -> None:
     server = server_factory(lambda req, i: OK_200 if i == 0 else None)
     client, transport = client_for(server.url)
     client.post_to_connection(ConnectionId="a", Data=b"{}")  # connection 0, kept
@@ -239,7 +153,7 @@ def test_a_server_that_closes_mid_exchange_retries_once_then_fails(server_factor
     assert len(server.requests) == 3
 
 
-def test_timeouts_and_refused_connections(server_factory: Callable[..., Server]) -> None:
+def test_timeouts_and_refused_connections(server_factory: Callable[..., HttpServer]) -> None:
     server = server_factory(lambda req, i: (time.sleep(1.5), OK_200)[1])
     client, _ = client_for(server.url, read_timeout=0.3)
     t0 = time.monotonic()
@@ -255,7 +169,7 @@ def test_timeouts_and_refused_connections(server_factory: Callable[..., Server])
         client.post_to_connection(ConnectionId="x", Data=b"{}")
 
 
-def test_what_it_declines_goes_to_botocores_session(server_factory: Callable[..., Server]) -> None:
+def test_what_it_declines_goes_to_botocores_session(server_factory: Callable[..., HttpServer]) -> None:
     server = server_factory(lambda req, i: OK_200)
     client, transport = client_for(server.url)
     sent: list[Any] = []
@@ -290,7 +204,7 @@ def test_what_it_declines_goes_to_botocores_session(server_factory: Callable[...
     assert len(sent) == 4 and transport.declined == 4 and not server.requests
 
 
-def test_attach_only_to_the_expected_shape(server_factory: Callable[..., Server],
+def test_attach_only_to_the_expected_shape(server_factory: Callable[..., HttpServer],
                                            monkeypatch: pytest.MonkeyPatch) -> None:
     server = server_factory(lambda req, i: OK_200)
     transport = KeepAliveTransport(server.url, connect_timeout=1, read_timeout=1)
@@ -311,9 +225,9 @@ def test_attach_only_to_the_expected_shape(server_factory: Callable[..., Server]
         KeepAliveTransport("ftp://x", connect_timeout=1, read_timeout=1)
 
 
-def test_the_poster_uses_it_and_counts_outcomes(server_factory: Callable[..., Server]) -> None:
+def test_the_poster_uses_it_and_counts_outcomes(server_factory: Callable[..., HttpServer]) -> None:
     server = server_factory(lambda req, i: GONE_410 if b"/gone" in req.split(b"\r\n", 1)[0] else OK_200)
-    s = PusherSettings(environment="test", key_prefix="unit", ws_callback_url=server.url, ws_push_threads=2)
+    s = PusherSettings(environment="test", key_prefix="unit", ws_callback_url=server.url, ws_push_concurrency=2)
     poster = Poster(s)
     try:
         assert poster.transport is not None
@@ -323,7 +237,7 @@ def test_the_poster_uses_it_and_counts_outcomes(server_factory: Callable[..., Se
     finally:
         poster.close()
     plain = Poster(PusherSettings(environment="test", key_prefix="unit", ws_callback_url=server.url,
-                                  ws_push_threads=2, ws_push_transport="botocore"))
+                                  ws_push_concurrency=2, ws_push_transport="botocore"))
     try:
         assert plain.transport is None and plain.post("c1", b"{}")[0] == OK
     finally:
@@ -331,7 +245,7 @@ def test_the_poster_uses_it_and_counts_outcomes(server_factory: Callable[..., Se
 
 
 def test_under_moto_the_transport_is_attached_but_moto_answers(moto_api: MotoApi) -> None:
-    s = PusherSettings(environment="test", key_prefix="unit", ws_callback_url=MOTO_CALLBACK_URL, ws_push_threads=2)
+    s = PusherSettings(environment="test", key_prefix="unit", ws_callback_url=MOTO_CALLBACK_URL, ws_push_concurrency=2)
     poster = Poster(s)
     try:
         assert poster.transport is not None
@@ -343,7 +257,8 @@ def test_under_moto_the_transport_is_attached_but_moto_answers(moto_api: MotoApi
 
 
 def test_poster_jobs_run_in_its_threads_and_close_drops_the_rest() -> None:
-    s = PusherSettings(environment="test", key_prefix="unit", ws_callback_url="http://127.0.0.1:9", ws_push_threads=2)
+    s = PusherSettings(environment="test", key_prefix="unit", ws_callback_url="http://127.0.0.1:9",
+                       ws_push_concurrency=2, ws_push_mode="threads")
     poster = Poster(s)
     done: list[int] = []
     gate = threading.Event()
@@ -374,7 +289,7 @@ def test_tls_endpoints(tmp_path: Path) -> None:
                    check=True, capture_output=True)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     tls.load_cert_chain(cert, key)
-    server = Server(lambda req, i: GONE_410 if b"/gone" in req.split(b"\r\n", 1)[0] else OK_200, tls=tls)
+    server = HttpServer(lambda req, i: GONE_410 if b"/gone" in req.split(b"\r\n", 1)[0] else OK_200, tls=tls)
     try:
         client = boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1").client(
             "apigatewaymanagementapi", endpoint_url=server.url, verify=str(cert),

@@ -12,9 +12,13 @@ from opex_common.settings import Settings
 
 
 class PusherSettings(Settings):
-    # boto3 posts run in this many threads; in AWS each post waits ~10 ms on the
-    # network, so more threads than CPUs keep the fan-out short.
-    ws_push_threads: int = Field(default=32, ge=1, le=512)
+    # posts in flight at once per process (greenlets or threads, see ws_push_mode);
+    # in AWS each post waits ~10 ms on the network, so many at once keep the fan-out short
+    ws_push_concurrency: int = Field(default=32, ge=1, le=512)
+    # greenlets: each boto3 call in a greenlet on the pusher's event loop, its socket
+    # waits on the loop (cooperative.py; needs the keepalive transport); threads: a thread pool.
+    # Threads cost ~100 µs of CPU per post in GIL hand-offs.
+    ws_push_mode: Literal["greenlets", "threads"] = "greenlets"
     # pusher processes, each owning the connections whose crc32(id) % N is its
     # index: boto3's CPU cost per post is the pusher's limit, and one process
     # uses one CPU. 0 = one per CPU this container may use (cgroup quota,

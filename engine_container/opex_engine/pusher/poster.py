@@ -1,4 +1,4 @@
-"""Posting to connections: boto3's ``apigatewaymanagementapi`` client in a thread pool.
+"""Posting to connections: boto3's ``apigatewaymanagementapi`` client, many posts at once.
 
 The endpoint is the one setting ``WS_CALLBACK_URL``: the stage's callback URL
 in AWS (``https://{api}.execute-api.{region}.amazonaws.com/{stage}``), the
@@ -19,10 +19,17 @@ With ``WS_PUSH_SIGNER=cached`` (the default) the client signs with
 ``signing.CachedSigV4Auth``, botocore's SigV4 with the signing key and the
 per-URL parts cached (chosen through botocore's ``choose-signer`` event, and
 only after a self-check that it signs exactly as botocore does).
+
+Up to ``WS_PUSH_CONCURRENCY`` posts are in flight at once. With
+``WS_PUSH_MODE=greenlets`` (the default) each runs in a greenlet on the
+pusher's event loop and waits for its socket there (cooperative.py): no
+thread, no GIL hand-off. ``threads`` runs them in as many threads; so does a
+poster without the keep-alive transport, whose sockets would block the loop.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -39,6 +46,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from . import signing
 from .config import PusherSettings
+from .cooperative import Hub
 from .transport import KeepAliveTransport
 
 log = logging.getLogger("opex.pusher")
@@ -55,6 +63,48 @@ def callback_region(url: str) -> str:
     return m.group(1) if m else "us-east-1"
 
 
+# Handlers botocore runs on every call that do nothing for the pusher's posts
+# (ECS, PostToConnection: no idempotency token, no checksum member, no API
+# version header, not in a Lambda). Dropped from this client's own event
+# system with its documented ``unregister``; ~10 % of a post's CPU together.
+_IDLE_HANDLERS = (
+    ("before-parameter-build", "generate_idempotent_uuid"),
+    ("before-parameter-build", "_handle_request_validation_mode_member"),
+    ("before-call", "add_recursion_detection_header"),  # Lambda's X-Amzn-Trace-Id only
+    ("before-call", "inject_api_version_header_if_needed"),
+)
+
+
+def drop_idle_handlers(client: Any) -> list[str]:
+    """Unregister ``_IDLE_HANDLERS`` and the second build of the User-Agent
+    (``rebuild_and_replace_user_agent_handler`` rebuilds, after signing's set-up,
+    the string ``_convert_to_request_dict`` already set: the header stays
+    botocore's, its ``m/`` feature list as known before signing). Returns what
+    was dropped; a handler this botocore does not have is skipped."""
+    from botocore import handlers
+
+    dropped: list[str] = []
+    events = client.meta.events
+    for event, name in _IDLE_HANDLERS:
+        handler = getattr(handlers, name, None)
+        if handler is None:
+            continue
+        try:
+            events.unregister(event, handler)
+        except (AttributeError, KeyError, ValueError):
+            continue
+        dropped.append(name)
+    creator = getattr(client, "_user_agent_creator", None)
+    rebuild = getattr(creator, "rebuild_and_replace_user_agent_handler", None)
+    if rebuild is not None:
+        try:
+            events.unregister(f"request-created.{client.meta.service_model.service_id.hyphenize()}", rebuild)
+            dropped.append("rebuild_and_replace_user_agent_handler")
+        except (AttributeError, KeyError, ValueError):
+            pass
+    return dropped
+
+
 def management_client(settings: PusherSettings) -> Any:
     """The boto3 client. Outside AWS with no credentials in the environment it
     signs with dummy ones (the local gateway does not check SigV4): same code path."""
@@ -66,13 +116,15 @@ def management_client(settings: PusherSettings) -> Any:
         connect_timeout=min(2.0, settings.ws_post_timeout_s),
         read_timeout=settings.ws_post_timeout_s,
         retries={"total_max_attempts": 1, "mode": "standard"},
-        max_pool_connections=settings.ws_push_threads,
+        max_pool_connections=settings.ws_push_concurrency,
         tcp_keepalive=True,
         # the frames are built here and typed; skipping botocore's validation saves ~10% CPU per post
         parameter_validation=False,
         user_agent_appid="opex-pusher",
     )
-    return session.client("apigatewaymanagementapi", endpoint_url=settings.ws_callback_url, config=config)
+    client = session.client("apigatewaymanagementapi", endpoint_url=settings.ws_callback_url, config=config)
+    drop_idle_handlers(client)
+    return client
 
 
 class Poster:
@@ -85,16 +137,20 @@ class Poster:
         if client is None and settings.ws_push_transport == "keepalive":
             transport = KeepAliveTransport(
                 settings.ws_callback_url, connect_timeout=min(2.0, settings.ws_post_timeout_s),
-                read_timeout=settings.ws_post_timeout_s, max_connections=settings.ws_push_threads)
+                read_timeout=settings.ws_post_timeout_s, max_connections=settings.ws_push_concurrency)
             if transport.attach(self.client):
                 self.transport = transport
+        self.concurrency = settings.ws_push_concurrency
+        # greenlets need the keep-alive transport (its waits go to the loop)
+        self.mode = "greenlets" if settings.ws_push_mode == "greenlets" and self.transport is not None else "threads"
+        self._hub: Hub | None = None  # bound to the running loop by the first submit
         # the posting threads: a C SimpleQueue of jobs (ThreadPoolExecutor's
         # Future, Condition and RLock per job cost more than the loop's share
         # of a post); at most one job per connection is ever queued (pusher.py)
         self._jobs: queue.SimpleQueue[tuple[Callable[..., None], tuple[Any, ...]] | None] = queue.SimpleQueue()
         self._closed = False
         self._threads = [threading.Thread(target=self._work, name=f"ws-post-{i}", daemon=True)
-                         for i in range(settings.ws_push_threads)]
+                         for i in range(self.concurrency if self.mode == "threads" else 0)]
         for t in self._threads:
             t.start()
         self._gone = self.client.exceptions.GoneException
@@ -126,10 +182,17 @@ class Poster:
         return OK, started
 
     def submit(self, fn: Callable[..., None], *args: Any) -> None:
-        """Run ``fn(*args)`` in a posting thread. RuntimeError once closed."""
+        """Run ``fn(*args)`` in a posting thread or greenlet. RuntimeError once
+        closed. In greenlet mode the first call must come from the event loop's
+        thread, with the loop running: the posts run on that loop."""
         if self._closed:
             raise RuntimeError("the poster is closed")
-        self._jobs.put((fn, args))
+        if self.mode == "threads":
+            self._jobs.put((fn, args))
+            return
+        if self._hub is None:
+            self._hub = Hub(asyncio.get_running_loop(), self.concurrency)
+        self._hub.submit(fn, *args)
 
     def _work(self) -> None:
         jobs = self._jobs
@@ -154,6 +217,8 @@ class Poster:
         if self._closed:
             return
         self._closed = True
+        if self._hub is not None:
+            self._hub.close()
         with contextlib.suppress(queue.Empty):
             while True:
                 self._jobs.get_nowait()

@@ -21,7 +21,8 @@ Per connection:
 - **GoneException** (HTTP 410) drops that connection, from the cache and
   from the registry in Redis.
 
-Posting is boto3 in a bounded set of threads (``WS_PUSH_THREADS``), with at
+Posting is boto3 with at most ``WS_PUSH_CONCURRENCY`` posts in flight (in
+greenlets on this loop, or in threads: ``WS_PUSH_MODE``, poster.py), with at
 most one post per connection queued; finished posts wake the loop once per
 batch, not once per post. ``WS_PUSH_PROCESSES`` > 1 runs that many
 processes, each owning the connections whose ``crc32(id) % N`` is its index.
@@ -84,7 +85,7 @@ class Conn:
 
 
 class Pusher:
-    """The fan-out state machine; I/O is the Poster (threads) and the callbacks."""
+    """The fan-out state machine; I/O is the Poster (greenlets or threads) and the callbacks."""
 
     def __init__(self, settings: PusherSettings, poster: Poster, *, partition: tuple[int, int] = (0, 1),
                  on_gone: Callable[[str, str], None] | None = None) -> None:
@@ -107,9 +108,11 @@ class Pusher:
         self._idle.set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._warn = RateLimitedLog(log)
-        # outcomes of finished posts, appended by the posting threads
+        # outcomes of finished posts, appended by the posting threads or greenlets
         self._finished: deque[tuple[Conn, str, float, int, float]] = deque()
         self._wake_pending = False
+        # greenlet posts finish on the loop's own thread: no cross-thread wake-up
+        self._same_thread = getattr(poster, "mode", "threads") == "greenlets"
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -259,15 +262,15 @@ class Pusher:
         self._idle.clear()
         submitted = time.monotonic()
         try:
-            self.poster.submit(self._post_in_thread, conn, data, kind, submitted)
+            self.poster.submit(self._post_job, conn, data, kind, submitted)
         except RuntimeError:  # the pool is shut down: stopping
             conn.in_flight = False
             self._done_one()
 
-    def _post_in_thread(self, conn: Conn, data: bytes, kind: str, submitted: float) -> None:
-        """In a posting thread: post, then hand the outcome to the loop. Outcomes
-        are batched: one wake-up of the loop for however many posts finished
-        meanwhile (a tick fans out to every connection at once)."""
+    def _post_job(self, conn: Conn, data: bytes, kind: str, submitted: float) -> None:
+        """In a posting thread or greenlet: post, then hand the outcome to the
+        loop. Outcomes are batched: one wake-up of the loop for however many
+        posts finished meanwhile (a tick fans out to every connection at once)."""
         try:
             outcome, started = self.poster.post(conn.id, data)
         except BaseException:  # pragma: no cover - post() never raises
@@ -276,7 +279,10 @@ class Pusher:
         if not self._wake_pending:
             self._wake_pending = True
             try:
-                self.loop.call_soon_threadsafe(self._take_finished)
+                if self._same_thread:
+                    self.loop.call_soon(self._take_finished)
+                else:
+                    self.loop.call_soon_threadsafe(self._take_finished)
             except RuntimeError:  # the loop is closed: stopping
                 self._wake_pending = False
 
@@ -497,7 +503,8 @@ class PusherService:
     async def run(self, stop: asyncio.Event) -> None:
         log.info("pusher starting", extra={"callback_url": self.settings.ws_callback_url,
                                            "rate_per_s": self.settings.ws_price_rate_per_s,
-                                           "threads": self.settings.ws_push_threads,
+                                           "mode": self.poster.mode,
+                                           "concurrency": self.settings.ws_push_concurrency,
                                            "partition": list(self.pusher.partition)})
         await asyncio.to_thread(self.poster.warm_up)
         # botocore's service model, the client and the connections live as long

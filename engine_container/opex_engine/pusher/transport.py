@@ -52,6 +52,8 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
+from .cooperative import current_hub
+
 _MAX_HEAD = 64 * 1024
 _MAX_BODY = 16 * 1024 * 1024
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -91,13 +93,14 @@ _CHECK_IDLE_AFTER_S = 1.0
 
 
 class _Conn:
-    __slots__ = ("sock", "buf", "used", "idle_since")
+    __slots__ = ("sock", "buf", "used", "idle_since", "nonblocking")
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buf = b""
         self.used = False
         self.idle_since = 0.0
+        self.nonblocking = False  # set once a hub greenlet used it (cooperative.py)
 
     def dropped(self) -> bool:
         """True if the peer closed it (or sent something unasked) while idle."""
@@ -264,14 +267,20 @@ class KeepAliveTransport:
 
     # ---------------------------------------------------------------- connections
     def _acquire(self) -> _Conn:
+        hub = current_hub()
         while True:
             with self._lock:
                 conn = self._idle.pop() if self._idle else None
             if conn is None:
-                return self._connect()
-            if not conn.dropped():
-                return conn
-            conn.close()
+                conn = self._connect() if hub is None else hub.call_blocking(self._connect)
+            elif conn.dropped():
+                conn.close()
+                continue
+            if hub is not None and not conn.nonblocking:
+                # from now on a wait on it goes through _wait (the hub's loop, or select)
+                conn.sock.setblocking(False)
+                conn.nonblocking = True
+            return conn
 
     def _release(self, conn: _Conn) -> None:
         conn.idle_since = time.monotonic()
@@ -306,9 +315,8 @@ class KeepAliveTransport:
 
     # ---------------------------------------------------------------- exchange
     def _exchange(self, conn: _Conn, wire: bytes, head_only: bool) -> tuple[int, dict[str, str], bytes, bool]:
-        sock = conn.sock
         try:
-            sock.sendall(wire)
+            self._send_all(conn, wire)
         except TimeoutError as exc:
             raise ReadTimeoutError(endpoint_url=self.endpoint_url, error=exc) from exc
         except OSError as exc:
@@ -321,7 +329,7 @@ class KeepAliveTransport:
             while end < 0:
                 if len(buf) > _MAX_HEAD:
                     raise ConnectionClosedError(endpoint_url=self.endpoint_url)
-                chunk = self._recv(sock, got_any)
+                chunk = self._recv(conn, got_any)
                 got_any = True
                 buf += chunk
                 end = buf.find(b"\r\n\r\n")
@@ -336,7 +344,7 @@ class KeepAliveTransport:
         if head_only or status in (204, 304):
             body = b""
         elif "chunked" in headers.get("transfer-encoding", "").lower():
-            body, buf = self._read_chunked(sock, buf)
+            body, buf = self._read_chunked(conn, buf)
         elif "content-length" in headers:
             try:
                 length = int(headers["content-length"])
@@ -345,13 +353,13 @@ class KeepAliveTransport:
             if length < 0 or length > _MAX_BODY:
                 raise ConnectionClosedError(endpoint_url=self.endpoint_url)
             while len(buf) < length:
-                buf += self._recv(sock, True)
+                buf += self._recv(conn, True)
             body, buf = buf[:length], buf[length:]
         else:  # the body runs to the end of the connection
             parts = [buf]
             while True:
                 try:
-                    chunk = sock.recv(65536)
+                    chunk = self._recv_some(conn)
                 except TimeoutError as exc:
                     raise ReadTimeoutError(endpoint_url=self.endpoint_url, error=exc) from exc
                 except OSError as exc:
@@ -363,9 +371,55 @@ class KeepAliveTransport:
         conn.buf = buf
         return status, headers, body, keep
 
-    def _recv(self, sock: socket.socket, got_any: bool) -> bytes:
+    # ---------------------------------------------------------------- socket I/O
+    # A connection is blocking (its socket times out after read_timeout) until a
+    # hub greenlet first uses it; from then on it is non-blocking and every wait
+    # goes through _wait: the hub's event loop in a hub greenlet, select elsewhere.
+    def _send_all(self, conn: _Conn, data: bytes) -> None:
+        sock = conn.sock
+        if not conn.nonblocking:
+            sock.sendall(data)
+            return
+        view = memoryview(data)
+        while view:
+            try:
+                sent = sock.send(view)
+            except (BlockingIOError, ssl.SSLWantWriteError):
+                self._wait(sock, True)
+                continue
+            except ssl.SSLWantReadError:  # TLS renegotiation wants the peer first
+                self._wait(sock, False)
+                continue
+            view = view[sent:]
+
+    def _recv_some(self, conn: _Conn) -> bytes:
+        sock = conn.sock
+        if not conn.nonblocking:
+            return sock.recv(65536)
+        while True:
+            try:
+                return sock.recv(65536)
+            except (BlockingIOError, ssl.SSLWantReadError):
+                self._wait(sock, False)
+            except ssl.SSLWantWriteError:
+                self._wait(sock, True)
+
+    def _wait(self, sock: socket.socket, write: bool) -> None:
+        """Until ``sock`` is ready; TimeoutError after ``read_timeout`` (as a blocking socket would)."""
+        hub = current_hub()
+        if hub is not None:
+            hub.wait_socket(sock, write, self.read_timeout)
+            return
+        if write:
+            ready = select.select([], [sock], [], self.read_timeout)[1]
+        else:
+            ready = select.select([sock], [], [], self.read_timeout)[0]
+        if not ready:
+            raise TimeoutError("timed out")
+
+    def _recv(self, conn: _Conn, got_any: bool) -> bytes:
         try:
-            chunk = sock.recv(65536)
+            chunk = self._recv_some(conn)
         except TimeoutError as exc:
             raise ReadTimeoutError(endpoint_url=self.endpoint_url, error=exc) from exc
         except OSError as exc:
@@ -378,13 +432,13 @@ class KeepAliveTransport:
             raise ConnectionClosedError(endpoint_url=self.endpoint_url)
         return chunk
 
-    def _read_chunked(self, sock: socket.socket, buf: bytes) -> tuple[bytes, bytes]:
+    def _read_chunked(self, conn: _Conn, buf: bytes) -> tuple[bytes, bytes]:
         parts: list[bytes] = []
         total = 0
         while True:
             end = buf.find(b"\r\n")
             while end < 0:
-                buf += self._recv(sock, True)
+                buf += self._recv(conn, True)
                 end = buf.find(b"\r\n")
             try:
                 size = int(buf[:end].split(b";", 1)[0].strip(), 16)
@@ -395,7 +449,7 @@ class KeepAliveTransport:
                 while True:
                     end = buf.find(b"\r\n")
                     while end < 0:
-                        buf += self._recv(sock, True)
+                        buf += self._recv(conn, True)
                         end = buf.find(b"\r\n")
                     line, buf = buf[:end], buf[end + 2:]
                     if not line:
@@ -404,7 +458,7 @@ class KeepAliveTransport:
             if total > _MAX_BODY:
                 raise ConnectionClosedError(endpoint_url=self.endpoint_url)
             while len(buf) < size + 2:
-                buf += self._recv(sock, True)
+                buf += self._recv(conn, True)
             parts.append(buf[:size])
             buf = buf[size + 2:]
 
