@@ -366,6 +366,7 @@ async def fanout_latency(clients: Clients, r: aioredis.Redis, settings: Settings
         await asyncio.sleep(spacing_s)
     await asyncio.sleep(3.0)
     last_ms: list[float] = []
+    first_ms: list[float] = []  # per tick: a late first client means the tick reached the pusher late
     all_ms: list[float] = []
     delivered = missing = 0
     for ts, t in sent:
@@ -376,6 +377,7 @@ async def fanout_latency(clients: Clients, r: aioredis.Redis, settings: Settings
         all_ms.extend(got)
         if len(got) == n_clients:
             last_ms.append(max(got))
+            first_ms.append(min(got))
     return {
         "ticks": ticks, "spacing_s": spacing_s,
         # a client that was still busy with the previous frame gets a newer tick instead of this one
@@ -385,6 +387,7 @@ async def fanout_latency(clients: Clients, r: aioredis.Redis, settings: Settings
         "last_client_ms": {"p50": round(pct(last_ms, 50), 1), "p99": round(pct(last_ms, 99), 1),
                            "max": round(max(last_ms), 1) if last_ms else None,
                            "per_tick": [round(x, 1) for x in last_ms]},
+        "first_client_ms_per_tick": [round(x, 1) for x in first_ms],
         "every_client_ms": {"p50": round(pct(all_ms, 50), 1), "p99": round(pct(all_ms, 99), 1)},
     }
 
