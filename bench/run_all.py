@@ -29,6 +29,34 @@ BENCHES = [
 ]
 
 
+def machine_busy(seconds: float = 1.0) -> float:
+    """Share of all CPUs busy over ``seconds`` (/proc/stat; 0.0 where it cannot be read)."""
+    def sample() -> tuple[int, int]:
+        with open("/proc/stat") as f:
+            values = [int(v) for v in f.readline().split()[1:]]
+        idle = values[3] + (values[4] if len(values) > 4 else 0)  # idle + iowait
+        return sum(values), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return 1.0 - (idle1 - idle0) / max(1, total1 - total0)
+
+
+def wait_for_quiet(max_busy: float = 0.25, timeout_s: float = 30.0) -> dict[str, float]:
+    """Before a benchmark: wait (at most ``timeout_s``) until the previous one's
+    after-effects (Postgres checkpoints and autovacuum, processes exiting) leave
+    the CPUs at most ``max_busy`` busy. Returns the wait and the last reading."""
+    t0 = time.monotonic()
+    busy = machine_busy()
+    while busy > max_busy and time.monotonic() - t0 < timeout_s:
+        busy = machine_busy()
+    return {"waited_s": round(time.monotonic() - t0, 1), "busy_at_start": round(busy, 3)}
+
+
 def run_one(name: str, argv: list[str], quick: bool) -> dict[str, Any]:
     script = ROOT / argv[1]
     if not script.exists():
@@ -37,10 +65,12 @@ def run_one(name: str, argv: list[str], quick: bool) -> dict[str, Any]:
     cmd = [*argv, "--out", out.as_posix()]
     if quick and name != "frontend":
         cmd.append("--quick")
+    quiet = wait_for_quiet()
     t0 = time.monotonic()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     seconds = time.monotonic() - t0
-    print(f"--- {name} ({seconds:.0f} s)\n{proc.stdout[-4000:]}", flush=True)
+    print(f"--- {name} ({seconds:.0f} s; CPUs {100 * quiet['busy_at_start']:.0f} % busy at the start,"
+          f" after waiting {quiet['waited_s']} s)\n{proc.stdout[-4000:]}", flush=True)
     if proc.returncode != 0:
         print(proc.stderr[-4000:], file=sys.stderr)
         return {"status": "failed", "returncode": proc.returncode, "seconds": seconds,
@@ -49,7 +79,7 @@ def run_one(name: str, argv: list[str], quick: bool) -> dict[str, Any]:
         data = json.loads(out.read_text())
     except (OSError, ValueError) as exc:
         return {"status": "failed", "error": f"no JSON written: {exc}", "seconds": seconds}
-    return {"status": "ok", "seconds": round(seconds, 1), "results": data}
+    return {"status": "ok", "seconds": round(seconds, 1), "machine_before": quiet, "results": data}
 
 
 def _get(d: Any, *path: str) -> Any:
