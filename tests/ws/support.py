@@ -127,6 +127,23 @@ class HttpServer:
         self.sock.close()
 
 
+def answer_ok_or_gone(request: bytes, _index: int) -> bytes:
+    """200, or 410 GoneException for a post to a connection id starting with "gone"."""
+    return GONE_410 if b"/gone" in request.split(b"\r\n", 1)[0] else OK_200
+
+
+def tls_server(tmp_path: Path) -> tuple[HttpServer, Path]:
+    """An HttpServer over TLS (``answer_ok_or_gone``) with a fresh self-signed
+    certificate for ``localhost``; returns it and the certificate's path."""
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    return HttpServer(answer_ok_or_gone, tls=tls), cert
+
+
 # ---------------------------------------------------------------------- API Gateway events
 def _request_context(route: str, event_type: str, connection_id: str, **extra: Any) -> dict[str, Any]:
     now = int(time.time() * 1000)

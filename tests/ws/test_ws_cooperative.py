@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Coroutine
@@ -35,7 +33,7 @@ from opex_engine.pusher.poster import OK, Poster, drop_idle_handlers
 from opex_engine.pusher.pusher import Pusher
 from opex_engine.pusher.registry import Registration
 from opex_engine.pusher.transport import KeepAliveTransport
-from tests.ws.support import BTC, GONE_410, OK_200, HttpServer, price
+from tests.ws.support import BTC, GONE_410, OK_200, HttpServer, answer_ok_or_gone, price, tls_server
 
 pytestmark = pytest.mark.integration  # real sockets on 127.0.0.1
 
@@ -163,7 +161,7 @@ def test_socket_waits_time_out_and_close_ends_the_waiting_jobs() -> None:
 
 # ====================================================================== boto3 in greenlets
 def test_posts_in_greenlets_are_the_posts_made_blocking(server_factory: Callable[..., HttpServer]) -> None:
-    server = server_factory(lambda req, i: GONE_410 if b"/gone" in req.split(b"\r\n", 1)[0] else OK_200)
+    server = server_factory(answer_ok_or_gone)
     client, transport = client_for(server.url)
     client.post_to_connection(ConnectionId="blocking", Data=b'{"a":1}')
 
@@ -270,13 +268,7 @@ def test_connections_move_between_blocking_callers_and_greenlets(server_factory:
 
 
 def test_tls_in_greenlets(tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
-    server = HttpServer(lambda req, i: GONE_410 if b"/gone" in req.split(b"\r\n", 1)[0] else OK_200, tls=tls)
+    server, cert = tls_server(tmp_path)
     try:
         client, transport = client_for(server.url, verify=str(cert))
 

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import io
 import socket
-import ssl
-import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -32,7 +30,14 @@ from botocore.exceptions import (
 from opex_engine.pusher.config import PusherSettings, available_cpus, push_processes
 from opex_engine.pusher.poster import GONE, OK, Poster
 from opex_engine.pusher.transport import KeepAliveTransport
-from tests.ws.support import GONE_410, MOTO_CALLBACK_URL, OK_200, HttpServer, MotoApi
+from tests.ws.support import (
+    MOTO_CALLBACK_URL,
+    OK_200,
+    HttpServer,
+    MotoApi,
+    answer_ok_or_gone,
+    tls_server,
+)
 
 pytestmark = pytest.mark.integration  # real sockets on 127.0.0.1
 
@@ -77,7 +82,7 @@ def test_the_request_on_the_wire_is_botocores(server_factory: Callable[..., Http
 
 
 def test_keep_alive_and_the_modelled_errors(server_factory: Callable[..., HttpServer]) -> None:
-    server = server_factory(lambda req, i: GONE_410 if b"/gone" in req.split(b"\r\n", 1)[0] else OK_200)
+    server = server_factory(answer_ok_or_gone)
     client, transport = client_for(server.url)
     for i in range(20):
         client.post_to_connection(ConnectionId=f"c{i}", Data=b"{}")
@@ -226,7 +231,7 @@ def test_attach_only_to_the_expected_shape(server_factory: Callable[..., HttpSer
 
 
 def test_the_poster_uses_it_and_counts_outcomes(server_factory: Callable[..., HttpServer]) -> None:
-    server = server_factory(lambda req, i: GONE_410 if b"/gone" in req.split(b"\r\n", 1)[0] else OK_200)
+    server = server_factory(answer_ok_or_gone)
     s = PusherSettings(environment="test", key_prefix="unit", ws_callback_url=server.url, ws_push_concurrency=2)
     poster = Poster(s)
     try:
@@ -283,13 +288,7 @@ def test_auto_processes() -> None:
 
 def test_tls_endpoints(tmp_path: Path) -> None:
     """HTTPS as to API Gateway: the certificate is verified (hostname included)."""
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost", "-keyout", str(key), "-out", str(cert)],
-                   check=True, capture_output=True)
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    tls.load_cert_chain(cert, key)
-    server = HttpServer(lambda req, i: GONE_410 if b"/gone" in req.split(b"\r\n", 1)[0] else OK_200, tls=tls)
+    server, cert = tls_server(tmp_path)
     try:
         client = boto3.session.Session(aws_access_key_id="a", aws_secret_access_key="b", region_name="us-east-1").client(
             "apigatewaymanagementapi", endpoint_url=server.url, verify=str(cert),
