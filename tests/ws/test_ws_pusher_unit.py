@@ -15,7 +15,7 @@ import pytest
 
 from opex_engine.pusher.config import PusherSettings
 from opex_engine.pusher.frames import AccountUpdate
-from opex_engine.pusher.poster import Poster
+from opex_engine.pusher.poster import OK, Poster
 from opex_engine.pusher.pusher import Pusher
 from opex_engine.pusher.registry import Registration
 from tests.ws.support import BTC, ETH, MOTO_CALLBACK_URL, MotoApi, price
@@ -270,3 +270,48 @@ def test_a_full_registry_read_does_not_undo_newer_changes(moto_api: MotoApi) -> 
     assert set(pusher.conns) == {"new"}
     assert pusher.conns["new"].markets == frozenset({ETH})
     assert pusher.by_market[BTC] == set()
+
+
+class ManualPoster:
+    """A poster whose posts the test finishes, one at a time, when it chooses."""
+
+    mode = "threads"
+    last_error = None
+
+    def __init__(self) -> None:
+        self.jobs: list[tuple[Any, tuple[Any, ...]]] = []
+
+    def submit(self, fn: Any, *args: Any) -> None:
+        self.jobs.append((fn, args))
+
+    def post(self, connection_id: str, data: bytes) -> tuple[int, float]:
+        return OK, 0.0  # "began" long ago: the rate adds no wait for a slot
+
+    def finish_next(self) -> None:
+        fn, args = self.jobs.pop(0)
+        fn(*args)
+
+
+def test_drain_waits_for_the_frame_that_replaces_a_finished_post() -> None:
+    """A post finishing with a newer frame already due starts that frame before
+    it counts as done: drain (the pusher's last act when stopping) never sees
+    zero in flight in between, so the newest price is not dropped."""
+    async def scenario() -> None:
+        s = PusherSettings(environment="test", key_prefix="unit", ws_callback_url=MOTO_CALLBACK_URL,
+                           ws_price_rate_per_s=50.0)
+        poster = ManualPoster()
+        pusher = Pusher(s, poster)  # type: ignore[arg-type]
+        pusher.upsert(reg("c1", "u1", BTC))
+        pusher.on_prices({BTC: btc(1)})
+        pusher.on_prices({BTC: btc(2)})  # while the first post is out: only marks the market dirty
+        assert len(poster.jobs) == 1 and pusher.in_flight == 1
+        drained = asyncio.ensure_future(pusher.drain(2))
+        await asyncio.sleep(0.03)  # the next frame is due (50 a second: 20 ms)
+        poster.finish_next()
+        await asyncio.sleep(0.05)
+        assert len(poster.jobs) == 1 and pusher.in_flight == 1  # the newer frame went out at once
+        assert not drained.done()
+        poster.finish_next()
+        assert await drained is True and pusher.in_flight == 0
+
+    run(scenario())

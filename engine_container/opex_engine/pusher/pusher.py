@@ -299,25 +299,29 @@ class Pusher:
 
     def _posted(self, conn: Conn, kind: str, submitted: float, outcome: int, started: float) -> None:
         conn.in_flight = False
-        self._done_one()
-        if kind == PRICES:
-            # the rate counts from when the frame really left (it may have
-            # waited for a thread), so the client never gets two within 1/rate
-            conn.next_price_at += max(0.0, started - submitted)
-        if outcome == OK:
-            self.stats[f"{kind}_frames"] += 1
-            if kind == ACCOUNT:
-                conn.sending, conn.attempts = None, 0
-        elif outcome == GONE:
-            self._gone(conn)
-            return
-        else:
-            self.stats[f"{kind}_failed"] += 1
-            self._warn.warning("post_failed", "post to a connection failed",
-                               kind=kind, error=self.poster.last_error)
-            if kind == ACCOUNT:
-                self._retry_account(conn)
-        self._kick(conn)
+        try:
+            if kind == PRICES:
+                # the rate counts from when the frame really left (it may have
+                # waited for a posting slot), so the client never gets two within 1/rate
+                conn.next_price_at += max(0.0, started - submitted)
+            if outcome == OK:
+                self.stats[f"{kind}_frames"] += 1
+                if kind == ACCOUNT:
+                    conn.sending, conn.attempts = None, 0
+            elif outcome == GONE:
+                self._gone(conn)
+                return
+            else:
+                self.stats[f"{kind}_failed"] += 1
+                self._warn.warning("post_failed", "post to a connection failed",
+                                   kind=kind, error=self.poster.last_error)
+                if kind == ACCOUNT:
+                    self._retry_account(conn)
+            self._kick(conn)
+        finally:
+            # after the follow-up post (if due) is counted: drain() must not see
+            # zero in flight between a post and the newer frame that replaces it
+            self._done_one()
 
     def _retry_account(self, conn: Conn) -> None:
         assert conn.sending is not None
@@ -343,10 +347,15 @@ class Pusher:
 
     async def drain(self, timeout: float) -> bool:
         """Wait for the posts in flight; False if some were still out after ``timeout``."""
-        try:
-            await asyncio.wait_for(self._idle.wait(), timeout)
-        except TimeoutError:
-            return False
+        deadline = self.loop.time() + timeout
+        while self.in_flight:  # re-checked: a waiter woken by set() may run after a new post began
+            remaining = deadline - self.loop.time()
+            if remaining <= 0:
+                return False
+            try:
+                await asyncio.wait_for(self._idle.wait(), remaining)
+            except TimeoutError:
+                return False
         return True
 
 
