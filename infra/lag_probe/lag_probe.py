@@ -23,6 +23,7 @@ from typing import Any
 
 import redis
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
 from opex_common.keys import Keys
 
 NAMESPACE = "Opex"

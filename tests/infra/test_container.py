@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from opex_common.settings import Settings
 
 from infra import processes
+from opex_common.settings import Settings
 
 pytestmark = pytest.mark.unit
 

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 
 import pytest
 import redis as redis_lib
-from opex_common.keys import Keys
 
 from infra.lag_probe import lag_probe
+from opex_common.keys import Keys
 
 pytestmark = pytest.mark.integration
 

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from opex_common.settings import Settings
 
 from infra import processes
+from opex_common.settings import Settings
 
 pytestmark = pytest.mark.integration
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 from aws_cdk.assertions import Match
+
 from opex_common.settings import Settings
 
 pytestmark = pytest.mark.unit
