@@ -92,3 +92,43 @@ def _rows(dsn: str) -> list[tuple]:
         return conn.execute(
             "SELECT market, start_s, open, high, low, close, ticks, source FROM candles_1m ORDER BY market, start_s"
         ).fetchall()
+
+
+def test_a_cancellation_turned_into_a_database_error_still_stops_the_loops() -> None:
+    """Cancelled mid-write, psycopg cancels the query, then leaving the
+    transaction fails on the closed connection and that error replaces the
+    CancelledError. The candle loop (and its supervisor) must stop anyway, or
+    the poller's shutdown waits for them forever."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from opex_engine.prices.poller import PollerConfig, PricePoller
+
+    writes = 0
+
+    class RanOn(BaseException):
+        """A write after the cancellation: ends the task, so a regression fails here at once."""
+
+    async def write_candles() -> int:
+        nonlocal writes
+        writes += 1
+        if writes > 1:
+            raise RanOn
+        try:
+            await asyncio.sleep(10)
+        except asyncio.CancelledError:
+            raise psycopg.OperationalError("the connection is closed") from None
+        return 0
+
+    poller = SimpleNamespace(config=PollerConfig(candle_flush_ms=10), write_candles=write_candles)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(PricePoller._supervise(  # type: ignore[arg-type]
+            poller, "candles", lambda: PricePoller._candle_loop(poller)))  # type: ignore[arg-type]
+        await asyncio.sleep(0.1)
+        assert writes == 1
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=2)
+        assert done and task.cancelled() and writes == 1
+
+    run(scenario())

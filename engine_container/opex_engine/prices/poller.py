@@ -439,6 +439,7 @@ class PricePoller:
                 await self.write_candles()
                 delay = base
             except (psycopg.Error, OSError):
+                _raise_if_cancelling()
                 delay = min(max(delay * 2, base), 30.0)
 
     # ================================================================= REST: backfill, mark priming
@@ -527,6 +528,7 @@ class PricePoller:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                _raise_if_cancelling()
                 log.exception("poller loop failed; restarting it", extra={"loop": name})
                 await asyncio.sleep(1.0)
 
@@ -577,6 +579,17 @@ class PricePoller:
             await self._http.close()
         log.info("price poller stopped", extra={"forwarded": self.forwarded, "frames": self.frames,
                                                 "dropped": dict(self.dropped)})
+
+
+def _raise_if_cancelling() -> None:
+    """Re-raise a cancellation that a library turned into an error: psycopg,
+    cancelled mid-query, cancels it on the server and re-raises, but leaving
+    ``conn.transaction()`` then fails its ROLLBACK on the closed connection, and
+    that ``psycopg.Error`` replaces the ``CancelledError``. A loop that retries
+    on errors would swallow the shutdown's ``cancel()`` and run on."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 async def run_poller(
