@@ -255,6 +255,7 @@ class PricePoller:
     # ================================================================= flush to Redis
     async def _flush_loop(self) -> None:
         while True:
+            _raise_if_cancelling()  # flush() retries on Redis errors: never on a cancellation turned into one
             await self._flush_needed.wait()
             wait = max(self._last_flush + self.tick_interval_s, self._flush_retry_at) - time.monotonic()
             if wait > 0:
@@ -320,6 +321,7 @@ class PricePoller:
         cfg = self.config
         period = min(0.25, cfg.stale_ms / 4000, cfg.fallback_after_ms / 4000)
         while True:
+            _raise_if_cancelling()
             await asyncio.sleep(period)
             now = time.monotonic()
             if (self.mode == "auto" and self.source != SIMULATED
@@ -402,6 +404,7 @@ class PricePoller:
 
     async def _status_loop(self) -> None:
         while True:
+            _raise_if_cancelling()
             await self.write_status()
             await asyncio.sleep(self.config.status_interval_ms / 1000)
 
@@ -434,12 +437,12 @@ class PricePoller:
         base = self.config.candle_flush_ms / 1000
         delay = base
         while True:
+            _raise_if_cancelling()
             await asyncio.sleep(delay)
             try:
                 await self.write_candles()
                 delay = base
             except (psycopg.Error, OSError):
-                _raise_if_cancelling()
                 delay = min(max(delay * 2, base), 30.0)
 
     # ================================================================= REST: backfill, mark priming
@@ -582,11 +585,13 @@ class PricePoller:
 
 
 def _raise_if_cancelling() -> None:
-    """Re-raise a cancellation that a library turned into an error: psycopg,
+    """Re-raise a cancellation that a library turned into an error. psycopg,
     cancelled mid-query, cancels it on the server and re-raises, but leaving
     ``conn.transaction()`` then fails its ROLLBACK on the closed connection, and
-    that ``psycopg.Error`` replaces the ``CancelledError``. A loop that retries
-    on errors would swallow the shutdown's ``cancel()`` and run on."""
+    that ``psycopg.Error`` replaces the ``CancelledError`` (a Redis client torn
+    down mid-command can do the same). The poller's loops retry on such errors:
+    without this check, at the top of every iteration, one would swallow the
+    shutdown's ``cancel()`` and run on while ``_shutdown`` waits for it."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
