@@ -79,8 +79,10 @@ def drop_idle_handlers(client: Any) -> list[str]:
     """Unregister ``_IDLE_HANDLERS`` and the second build of the User-Agent
     (``rebuild_and_replace_user_agent_handler`` rebuilds, after signing's set-up,
     the string ``_convert_to_request_dict`` already set: the header stays
-    botocore's, its ``m/`` feature list as known before signing). Returns what
-    was dropped; a handler this botocore does not have is skipped."""
+    botocore's, its ``m/`` feature list as known before signing). Returns the
+    names unregistered (botocore's ``unregister`` of a handler no longer
+    registered does nothing, so a second call names them again); a handler
+    this botocore does not have at all is skipped."""
     from botocore import handlers
 
     dropped: list[str] = []

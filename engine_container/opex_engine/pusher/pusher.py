@@ -112,7 +112,7 @@ class Pusher:
         self._finished: deque[tuple[Conn, str, float, int, float]] = deque()
         self._wake_pending = False
         # greenlet posts finish on the loop's own thread: no cross-thread wake-up
-        self._same_thread = getattr(poster, "mode", "threads") == "greenlets"
+        self._same_thread = poster.mode == "greenlets"
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
